@@ -1,0 +1,35 @@
+"""Typed errors raised by the library; the CLI maps them to one-line messages and exit codes.
+
+Messages say what happened and, where possible, what to do about it. They never contain
+patient data (names, IDs, dates): only file paths, tag names and technical values.
+"""
+
+from __future__ import annotations
+
+
+class DcmExportError(Exception):
+    """Base class for every error dcmexport raises on purpose."""
+
+
+class UsageError(DcmExportError, ValueError):
+    """An option value the user gave cannot be used (bad window, frame range, ...)."""
+
+
+class NotDicomError(DcmExportError):
+    """The file is not DICOM (no preamble/DICM marker and no parseable header)."""
+
+
+class NoPixelDataError(DcmExportError):
+    """A valid DICOM file without an image (SR, RT plan, presentation state, DICOMDIR)."""
+
+
+class UnsupportedTransferSyntaxError(DcmExportError):
+    """No installed decoder handles the file's transfer syntax."""
+
+
+class PixelDataError(DcmExportError):
+    """The pixel data or its description is broken (truncated, inconsistent, undecodable)."""
+
+
+class WindowError(DcmExportError):
+    """The requested VOI (window or VOI LUT) does not exist in, or does not fit, the file."""

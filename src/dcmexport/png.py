@@ -1,0 +1,49 @@
+"""A small, fast PNG encoder for grey and RGB images at 8 or 16 bits.
+
+Why not Pillow: it cannot write 16-bit RGB PNGs, and its adaptive filtering costs ~6 ms per
+512² slice. The Up filter with a low deflate level compresses medical images almost as well
+at a fraction of the time. Correctness is proven by lossless round trips through Pillow's
+decoder (tests/test_writers.py). No ancillary chunks: the image carries no metadata.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOUR_TYPE = {1: 0, 3: 2}  # samples per pixel -> PNG colour type (grey, truecolour)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _up_filtered(rows: np.ndarray) -> bytes:
+    """Scanlines with PNG filter type 2 (Up) on every row but the first (type 0)."""
+    height, stride = rows.shape
+    out = np.empty((height, stride + 1), dtype=np.uint8)
+    out[:, 0] = 2
+    out[0, 0] = 0
+    out[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=out[1:, 1:])
+    return out.tobytes()
+
+
+def encode_png(image: np.ndarray, level: int = 1) -> bytes:
+    """Encode a (H, W) or (H, W, 3) uint8/uint16 array as PNG bytes."""
+    if image.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"PNG needs uint8 or uint16 samples, not {image.dtype}")
+    samples = 1 if image.ndim == 2 else image.shape[2]
+    if image.ndim not in (2, 3) or samples not in _COLOUR_TYPE:
+        raise ValueError(f"PNG needs a (H, W) or (H, W, 3) array, not {image.shape}")
+    height, width = image.shape[:2]
+    if image.dtype == np.uint16:
+        image = image.astype(">u2")
+    rows = np.ascontiguousarray(image).view(np.uint8).reshape(height, -1)
+    bit_depth = 8 * image.dtype.itemsize
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, _COLOUR_TYPE[samples], 0, 0, 0)
+    idat = zlib.compress(_up_filtered(rows), level)
+    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")

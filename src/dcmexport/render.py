@@ -1,0 +1,125 @@
+"""Render one frame of a DICOM dataset to an 8- or 16-bit image: decode → transforms → levels."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from . import decoding
+from . import pixels as px
+from .errors import NoPixelDataError, PixelDataError, UsageError
+from .pipeline import (
+    PixelDescription,
+    Rendered,
+    frame_transforms,
+    render_colour,
+    render_raw,
+    render_stored,
+)
+from .windowing import WindowSpec, parse_window
+
+
+def check_renderable(ds: Dataset) -> PixelDescription:
+    """The pixel description of an image dataset; `NoPixelDataError` for non-image objects."""
+    keyword = decoding.pixel_keyword(ds)
+    if keyword is None:
+        raise NoPixelDataError(decoding.describe_missing_pixels(ds))
+    if keyword != "PixelData":
+        raise PixelDataError(f"{keyword} (floating-point pixels) is not supported")
+    return PixelDescription.from_dataset(ds)
+
+
+def _palette_to_rgb(indices: np.ndarray, ds: Dataset) -> tuple[np.ndarray, int]:
+    """PALETTE COLOR indices through the file's (possibly segmented) palette LUTs.
+
+    Channels are scaled from the largest descriptor bit depth, as DCMTK does.
+    """
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        rgb = apply_color_lut(indices, ds)
+        bits = max(
+            int(ds[f"{c}PaletteColorLookupTableDescriptor"].value[2])
+            for c in ("Red", "Green", "Blue")
+        )
+    except (AttributeError, ValueError, IndexError, TypeError) as exc:
+        raise PixelDataError(f"unusable palette colour lookup table ({exc})") from None
+    return rgb[..., :3], bits
+
+
+def render_decoded(
+    decoded: np.ndarray,
+    ds: Dataset,
+    desc: PixelDescription,
+    frame_index: int,
+    *,
+    window: WindowSpec,
+    bits: int,
+    raw: bool,
+) -> Rendered:
+    """Apply the display pipeline to one decoded frame (container values, colour as RGB)."""
+    if desc.photometric_interpretation == "PALETTE COLOR" and decoded.ndim == 2 and not raw:
+        rgb, lut_bits = _palette_to_rgb(decoded, ds)
+        return render_colour(rgb, lut_bits, bits)
+    if decoded.ndim == 3:
+        if raw:
+            depth = 8 if desc.bits_allocated <= 8 else 16
+            return render_colour(decoded, depth, depth)
+        return render_colour(decoded, min(desc.bits_stored, decoded.dtype.itemsize * 8), bits)
+    if desc.bits_allocated > 1:
+        high_bit = desc.high_bit
+        if decoding.transfer_syntax(ds).is_encapsulated:
+            high_bit = desc.bits_stored - 1  # codecs return samples in the low bits
+        stored = px.extract_stored_values(
+            decoded, desc.bits_stored, high_bit, desc.pixel_representation
+        )
+    else:
+        stored = decoded
+    if raw:
+        return render_raw(stored, desc)
+    return render_stored(stored, frame_transforms(ds, frame_index, desc), window, bits)
+
+
+def render_dataset_frame(
+    ds: Dataset,
+    frame_number: int = 1,
+    *,
+    window: WindowSpec | str = "auto",
+    bits: int = 8,
+    raw: bool = False,
+    source: str | os.PathLike[str] | None = None,
+) -> Rendered:
+    """Render 1-based `frame_number` of `ds`; `source` lets multi-frame reads stay per frame."""
+    spec = parse_window(window) if isinstance(window, str) else window
+    if bits not in (8, 16):
+        raise UsageError(f"bits={bits}: use 8 or 16")
+    desc = check_renderable(ds)
+    n = decoding.number_of_frames(ds)
+    if not 1 <= frame_number <= n:
+        raise UsageError(f"frame {frame_number} does not exist (the file has {n})")
+    decoded = decoding.decode_frame(ds, frame_number - 1, source)
+    return render_decoded(decoded, ds, desc, frame_number - 1, window=spec, bits=bits, raw=raw)
+
+
+def render_frame(
+    source: str | os.PathLike[str] | Dataset,
+    frame: int = 1,
+    window: WindowSpec | str = "auto",
+    bits: int = 8,
+    raw: bool = False,
+) -> np.ndarray:
+    """Render one frame (1-based) of a DICOM file or Dataset as it should be displayed.
+
+    Returns a (rows, columns) grey or (rows, columns, 3) RGB array of uint8 (`bits=8`) or
+    uint16 (`bits=16`). `window` is as for ``--window``: ``auto``, ``file[:N]``, ``minmax``,
+    ``C,W`` or a CT preset name.
+    """
+    if isinstance(source, Dataset):
+        ds, path = source, None
+    else:
+        path = Path(source)
+        ds = decoding.read_dataset(path)
+    return render_dataset_frame(ds, frame, window=window, bits=bits, raw=raw, source=path).image

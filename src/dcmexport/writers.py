@@ -1,0 +1,64 @@
+"""Still-image writers keyed by output format, and the atomic write they all go through.
+
+Every file is written to a temporary name in the destination folder and renamed into place,
+so a crash never leaves a half-written image under its final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .options import StillFormat
+from .png import encode_png
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """Baseline JPEG via Pillow; 8-bit only. No EXIF or comment markers are written."""
+    from PIL import Image
+
+    if image.dtype != np.uint8:
+        raise ValueError("JPEG output is 8-bit: use --format png or tiff for 16-bit")
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality, optimize=False)
+    return buffer.getvalue()
+
+
+def encode_tiff(image: np.ndarray) -> bytes:
+    """Uncompressed baseline TIFF (grey or RGB, 8 or 16 bits) via tifffile, no metadata tags."""
+    import tifffile
+
+    buffer = io.BytesIO()
+    photometric = "rgb" if image.ndim == 3 else "minisblack"
+    tifffile.imwrite(buffer, image, photometric=photometric, metadata=None, software=False)
+    return buffer.getvalue()
+
+
+def encode_still(image: np.ndarray, fmt: StillFormat, quality: int = 90) -> bytes:
+    """Encode one rendered frame in the requested still format."""
+    encoders: dict[StillFormat, Callable[[np.ndarray], bytes]] = {
+        StillFormat.PNG: encode_png,
+        StillFormat.JPEG: lambda im: encode_jpeg(im, quality),
+        StillFormat.TIFF: encode_tiff,
+    }
+    return encoders[fmt](image)
