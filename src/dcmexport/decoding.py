@@ -77,7 +77,7 @@ def read_dataset(path: str | os.PathLike[str], *, stop_before_pixels: bool = Fal
     part10 = has_dicm_prefix(path)
     try:
         if not part10 and path.stat().st_size < 16:
-            raise errors.NotDicomError(f"{path.name}: not a DICOM file")
+            raise errors.NotDicomError("not a DICOM file")
         ds = pydicom.dcmread(
             path, force=True, stop_before_pixels=stop_before_pixels, defer_size="8 MB"
         )
@@ -85,9 +85,9 @@ def read_dataset(path: str | os.PathLike[str], *, stop_before_pixels: bool = Fal
         raise
     except Exception as exc:  # pydicom raises many types on junk input
         reason = f"unreadable DICOM header ({_one_line(exc)})" if part10 else "not a DICOM file"
-        raise errors.NotDicomError(f"{path.name}: {reason}") from None
-    if not part10 and not any(tag.group in (0x0008, 0x0020, 0x0028) for tag in ds):
-        raise errors.NotDicomError(f"{path.name}: not a DICOM file")
+        raise errors.NotDicomError(reason) from None
+    if not part10 and not any(tag.group in (0x0008, 0x0020, 0x0028) for tag in ds.keys()):  # noqa: SIM118
+        raise errors.NotDicomError("not a DICOM file")
     return ds
 
 
@@ -167,7 +167,7 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
         except (MemoryError, KeyboardInterrupt):
             raise
         except Exception as exc:  # a plugin's failure on a bad stream: try the next one
-            failures.append(f"{plugin or 'pydicom'}: {_one_line(exc)}")
+            failures.append(f"{plugin or 'pydicom'}: {_innermost(exc)}")
             log.debug("decoder %s failed on frame %d: %s", plugin, frame_index, exc)
     raise errors.PixelDataError(f"cannot decode {ts.name} pixel data ({'; '.join(failures)})")
 
@@ -182,6 +182,14 @@ def _frame_count(ds: Dataset) -> int:
 def number_of_frames(ds: Dataset) -> int:
     """(0028,0008) Number of Frames, 1 when absent or malformed."""
     return _frame_count(ds)
+
+
+def _innermost(exc: BaseException) -> str:
+    """The plugin's own message: pydicom wraps it as 'Unable to decode ...:\n  plugin: msg'."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    name, sep, rest = last.partition(": ")
+    return _one_line(Exception(rest if sep and " " not in name else last))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,223 @@
+"""The `dcmexport` command: a thin layer that parses arguments and calls the library.
+
+Library exceptions become one-line messages and exit codes here (0 ok, 1 some inputs failed,
+2 usage error or nothing to convert); tracebacks only with `-v`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import DcmExportError, UsageError
+
+DEFAULT_INPUT = "dicom_data"
+DEFAULT_OUTPUT = "output"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with 2 and a one-line message (its own behaviour, made explicit)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="print only fatal errors")
+    group.add_argument(
+        "-v", "--verbose", action="store_true", help="print debug messages and tracebacks"
+    )
+
+
+def _convert_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert DICOM images to PNG/JPEG/TIFF stills with a manifest",
+        description="Convert DICOM images to PNG/JPEG/TIFF stills, and write OUT/manifest.csv.",
+    )
+    p.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help=f"files or folders (default: ./{DEFAULT_INPUT})"
+    )
+    p.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="INPUT",
+        help="an input file or folder (repeatable; same as a positional INPUT)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=DEFAULT_OUTPUT,
+        metavar="OUT",
+        help=f"output folder (default: ./{DEFAULT_OUTPUT})",
+    )
+    p.add_argument(
+        "--format",
+        choices=["png", "jpeg", "tiff"],
+        default="png",
+        help="still image format (default: png)",
+    )
+    p.add_argument(
+        "--bits",
+        type=int,
+        choices=[8, 16],
+        default=8,
+        help="bits per sample, 16 for png and tiff only (default: 8)",
+    )
+    p.add_argument(
+        "--8bit",
+        dest="bits",
+        action="store_const",
+        const=8,
+        help="same as --bits 8 (for older scripts)",
+    )
+    p.add_argument(
+        "--window",
+        default="auto",
+        metavar="WINDOW",
+        help="auto, file[:N], minmax, C,W (e.g. 40,400 or -600,1500), or a CT preset: "
+        "brain, subdural, stroke, bone, lung, mediastinum, abdomen, liver, soft-tissue "
+        "(default: auto)",
+    )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="write stored pixel values unchanged (signed + 32768), no LUTs",
+    )
+    p.add_argument(
+        "--frames",
+        metavar="FRAMES",
+        help="stills of multi-frame inputs: all, first, middle, N, A-B or N,M,... (1-based)",
+    )
+    p.add_argument(
+        "--video",
+        choices=["none"],
+        default="none",
+        help="video for multi-frame inputs (only 'none' so far: stills via --frames)",
+    )
+    p.add_argument(
+        "--quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (default: 90)"
+    )
+    _add_verbosity(p)
+    p.set_defaults(run=_run_convert)
+
+
+def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="write realistic sample DICOM files to try dcmexport on",
+        description="Write synthetic but realistic DICOM files (CT series, MR, CR, XA and US "
+        "cines, palette, YBR, compressed copies and a DICOMDIR).",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=DEFAULT_INPUT,
+        metavar="DIR",
+        help=f"where to write them (default: ./{DEFAULT_INPUT})",
+    )
+    _add_verbosity(p)
+    p.set_defaults(run=_run_sample)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    parser = _Parser(
+        prog="dcmexport",
+        description="Turn DICOM images into PNG, JPEG or TIFF with correct windowing.",
+    )
+    parser.add_argument("--version", action="version", version=f"dcmexport {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _convert_parser(sub)
+    _sample_parser(sub)
+    return parser
+
+
+def _err(message: str) -> None:
+    print(f"dcmexport: {message}", file=sys.stderr)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import FileResult, convert
+    from .options import ConvertOptions
+
+    inputs = [*args.inputs, *args.input] or [DEFAULT_INPUT]
+    if inputs == [DEFAULT_INPUT] and not Path(DEFAULT_INPUT).exists():
+        raise UsageError(
+            f"no input given and ./{DEFAULT_INPUT} does not exist: pass files or folders, "
+            "or run `dcmexport sample` first"
+        )
+    options = ConvertOptions(
+        format=args.format,
+        bits=args.bits,
+        window=args.window,
+        raw=args.raw,
+        frames=args.frames,
+        video=args.video,
+        quality=args.quality,
+    )
+
+    def report(result: FileResult) -> None:
+        if result.status == "error" and not args.quiet:
+            _err(f"{result.source}: {result.reason}")
+            if args.verbose and result.detail:
+                print(result.detail, file=sys.stderr)
+        elif result.status == "skipped" and args.verbose:
+            _err(f"skipped {result.source}: {result.reason}")
+
+    summary = convert(inputs, args.output, options=options, on_result=report)
+    if not args.quiet:
+        print(
+            f"converted {summary.converted} file(s) to {summary.images} image(s), "
+            f"skipped {summary.skipped}, failed {summary.failed} "
+            f"in {summary.elapsed:.1f} s ({summary.files_per_second:.0f} files/s); "
+            f"manifest: {summary.manifest}",
+            file=sys.stderr,
+        )
+    if summary.found == 0:
+        _err(f"no files found in {', '.join(map(str, inputs))}")
+    elif summary.converted == 0 and summary.failed == 0:
+        _err("no convertible DICOM image found (see the manifest for why each was skipped)")
+    return summary.exit_code
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from .sample import write_samples
+
+    paths = write_samples(args.output)
+    if not args.quiet:
+        print(f"wrote {len(paths)} sample DICOM files to {args.output}", file=sys.stderr)
+        print(f"next: dcmexport convert {args.output} -o output", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="dcmexport: %(message)s",
+    )
+    if not args.verbose:  # pydicom logs every tolerated oddity; our manifest has the reasons
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda record: not record.name.startswith("pydicom"))
+    try:
+        return int(args.run(args))
+    except UsageError as exc:
+        _err(str(exc))
+        return 2
+    except DcmExportError as exc:
+        _err(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
