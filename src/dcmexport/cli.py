@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -199,10 +200,21 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """`--window -600,1500` → `--window=-600,1500`: argparse takes `-600,1500` for an option."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == "--window" and re.match(r"^-\d", arg):
+            out[-1] = f"--window={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="dcmexport: %(message)s",

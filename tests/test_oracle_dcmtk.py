@@ -1,0 +1,211 @@
+"""Differential tests: our rendering against DCMTK's dcm2pnm/dcmj2pnm/dcml2pnm (RENDERING.md).
+
+Every renderable file bundled with pydicom is rendered by us and by DCMTK in the default
+window (8 and 16 bit), with ``--window 40,400`` and min-max, and must agree within ±1 grey
+level (±3 where a lossy codec's decoder differences explain more). Where DCMTK is not a
+valid oracle the case says why and is checked against the formula instead.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from dcmexport import decoding
+from dcmexport.render import render_frame
+
+from .conftest import pydicom_test_files_dir
+
+imagecodecs = pytest.importorskip("imagecodecs")
+
+# Files DCMTK cannot read correctly: (reason, the twin file it reads right).
+DCMTK_WRONG = {
+    "rtdose_expb.dcm": ("DCMTK 3.6.7 misreads 32-bit big-endian pixels", "rtdose.dcm"),
+    "rtdose_expb_1frame.dcm": ("DCMTK misreads 32-bit big-endian", "rtdose_1frame.dcm"),
+}
+LOSSY = {
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.91",
+}
+NOT_DECODABLE = {  # malformed streams every pydicom plugin rejects (they must be an `error`)
+    "JPEG-lossy.dcm",
+    "JPEG2000-embedded-sequence-delimiter.dcm",
+    "MR_truncated.dcm",
+    "badVR.dcm",
+}
+
+
+def _is_colour(ds: pydicom.Dataset) -> bool:
+    photometric = ds.get("PhotometricInterpretation")
+    return ds.get("SamplesPerPixel", 1) > 1 or photometric == "PALETTE COLOR"
+
+
+def _cases() -> list:
+    """(file, window, bits) for every renderable file; colour is never windowed: auto only."""
+    cases = []
+    root = pydicom_test_files_dir()
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.name in NOT_DECODABLE:
+            continue
+        try:
+            ds = decoding.read_dataset(path, stop_before_pixels=True)
+        except Exception:
+            continue
+        if "BitsAllocated" not in ds or "Rows" not in ds:
+            continue
+        modes = ["auto"] if _is_colour(ds) else ["auto", "40,400", "minmax"]
+        for mode in modes:
+            for bits in (8, 16):
+                name = f"{path.relative_to(root)}-{mode}-{bits}"
+                cases.append(pytest.param(path, mode, bits, id=name))
+    return cases
+
+
+def _dcmtk_render(path: Path, args: list[str], bits: int, out: Path, frame: int) -> np.ndarray:
+    """Render with the first DCMTK tool that reads the file's transfer syntax."""
+    errors = []
+    for tool in ("dcm2pnm", "dcmj2pnm", "dcml2pnm"):
+        cmd = [tool, "-O", *args, "+F", str(frame), "+on" if bits == 8 else "+on2"]
+        result = subprocess.run([*cmd, str(path), str(out)], capture_output=True, text=True)
+        if result.returncode == 0 and out.exists():
+            return imagecodecs.png_decode(out.read_bytes())
+        errors.append(f"{tool}: {result.stderr.strip()[-200:]}")
+    pytest.fail(f"no DCMTK tool rendered {path.name}: {errors}")
+
+
+def _dcmtk_readable(path: Path, ds: pydicom.Dataset, tmp_path: Path) -> Path:
+    """A file DCMTK reads right with the same pixels.
+
+    DCMTK cannot decode JPEG 2000/HTJ2K (we give it the pydicom-decompressed copy) nor parse
+    some malformed headers (SC_rgb_jpeg.dcm is implicit VR in an explicit VR transfer
+    syntax: we give it pydicom's conformant re-encoding of the same dataset).
+    """
+    if path.name in DCMTK_WRONG:
+        return path.parent / DCMTK_WRONG[path.name][1]
+    ts = decoding.transfer_syntax(ds)
+    probe = subprocess.run(["dcmdump", "-q", str(path)], capture_output=True)
+    if "2000" not in ts.name and probe.returncode == 0:
+        return path
+    full = pydicom.dcmread(path, force=True)
+    copy = tmp_path / "for_dcmtk.dcm"
+    if "2000" in ts.name:
+        full.decompress(decoding_plugin="pylibjpeg")
+        full.save_as(copy, enforce_file_format=True)
+        return copy
+    _image_only_copy(full, ts).save_as(copy, enforce_file_format=True)
+    return copy
+
+
+def _image_only_copy(ds: pydicom.Dataset, ts: pydicom.uid.UID) -> pydicom.Dataset:
+    """A conformant dataset holding just the Image Pixel module and pixel data of `ds`."""
+    fresh = pydicom.Dataset()
+    fresh.file_meta = pydicom.dataset.FileMetaDataset()
+    fresh.file_meta.TransferSyntaxUID = ts
+    fresh.file_meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+    fresh.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    fresh.SOPClassUID = fresh.file_meta.MediaStorageSOPClassUID
+    fresh.SOPInstanceUID = fresh.file_meta.MediaStorageSOPInstanceUID
+    for keyword in (
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "PlanarConfiguration",
+        "NumberOfFrames",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+    ):
+        if keyword in ds:
+            setattr(fresh, keyword, ds[keyword].value)
+    fresh.PixelData = ds.PixelData
+    fresh["PixelData"].VR = "OB" if ts.is_encapsulated else ds["PixelData"].VR
+    return fresh
+
+
+def _dcmtk_args(
+    ds: pydicom.Dataset, mode: str, ours_window: tuple[float, float] | None
+) -> list[str]:
+    if _is_colour(ds):
+        return []
+    if mode == "40,400":
+        return ["+Ww", "40", "400", "+Wfl"]
+    if mode == "auto" and "VOILUTSequence" in ds:
+        return ["+Wl", "1"]
+    if mode == "auto" and any(w.width >= 1 for w in _windows(ds)):
+        return ["+Wi", "1"]
+    # min-max: DCMTK ignores Pixel Padding Value, so give it the window we computed (exact)
+    assert ours_window is not None
+    center, width = ours_window
+    return ["+Ww", repr(center), repr(width), "+Wfl"]
+
+
+def _windows(ds: pydicom.Dataset) -> list:
+    from dcmexport.windowing import file_windows
+
+    return file_windows(ds)
+
+
+def _tolerance(ds: pydicom.Dataset, bits: int, colour: bool) -> int:
+    """±1 level, ±3 for lossy codecs; at 16 bits one 8-bit source level is 257 levels."""
+    lossy = str(decoding.transfer_syntax(ds)) in LOSSY
+    levels = 3 if lossy else 1
+    if bits == 16 and (colour or lossy or int(ds.BitsStored) <= 8):
+        return levels * 257
+    return levels
+
+
+def _fractional_rescale(ds: pydicom.Dataset) -> bool:
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    return not (slope.is_integer() and intercept.is_integer())
+
+
+@pytest.mark.dcmtk
+@pytest.mark.parametrize(("path", "mode", "bits"), _cases())
+def test_matches_dcmtk(path: Path, mode: str, bits: int, tmp_path: Path, dcm2pnm: str) -> None:
+    from dcmexport.render import render_dataset_frame
+
+    ds = decoding.read_dataset(path)
+    n_frames = decoding.number_of_frames(ds)
+    is_colour = (
+        ds.get("SamplesPerPixel", 1) > 1 or ds.get("PhotometricInterpretation") == "PALETTE COLOR"
+    )
+    if is_colour and mode != "auto":
+        pytest.skip("colour images are never windowed: the auto case covers them")
+    if bits == 16 and _fractional_rescale(ds):
+        pytest.skip(
+            "DCMTK truncates fractional modality values; test_pixels.py checks the formula"
+        )
+    source = _dcmtk_readable(path, ds, tmp_path)
+    for frame in sorted({1, n_frames}):
+        rendered = render_dataset_frame(ds, frame, window=mode, bits=bits, source=path)
+        ours = rendered.image
+        window = (rendered.window_center, rendered.window_width)
+        args = _dcmtk_args(ds, mode, window)
+        ref = _dcmtk_render(source, args, bits, tmp_path / f"ref{frame}.png", frame)
+        assert ref.shape == ours.shape
+        diff = np.abs(ref.astype(np.int64) - ours.astype(np.int64))
+        tolerance = _tolerance(ds, bits, is_colour)
+        assert diff.max() <= tolerance, (
+            f"frame {frame}: {np.mean(diff > tolerance):.2%} of pixels differ by more than "
+            f"{tolerance} (max {diff.max()}) with DCMTK args {args}"
+        )
+
+
+@pytest.mark.parametrize("name", sorted(NOT_DECODABLE))
+def test_undecodable_files_raise_a_clear_error(name: str) -> None:
+    path = pydicom_test_files_dir() / name
+    if not path.exists():
+        pytest.skip("not bundled")
+    from dcmexport.errors import DcmExportError
+
+    with pytest.raises(DcmExportError):
+        render_frame(path)
