@@ -123,9 +123,9 @@ def read_lut(item: Dataset, ds: Dataset, signed_input: bool) -> tuple[int, int, 
     if isinstance(raw, (bytes, bytearray)):
         order = "<u2" if _is_little_endian(ds) else ">u2"
         words = np.frombuffer(raw[: len(raw) // 2 * 2], dtype=order)
-    else:
-        words = np.asarray(raw if isinstance(raw, (list, tuple)) else [raw], dtype=np.int64)
-        words = (words % 65536).astype(np.uint16)
+    else:  # US: an int, a list, or pydicom's MultiValue
+        values = [raw] if isinstance(raw, int) else list(raw)
+        words = (np.asarray(values, dtype=np.int64) % 65536).astype(np.uint16)
     if len(words) == (entries + 1) // 2 and entries > 1:  # 8-bit entries packed in words
         data = words.astype("<u2").view(np.uint8)[:entries].astype(np.int64)
     else:
@@ -238,6 +238,9 @@ def _voi_function(voi: Window | VoiLut, bits: int) -> Callable[[np.ndarray], np.
             return px.scale_lut_output(entries, voi.bits, bits)
 
         return voi_lut
+    if voi.span is not None:
+        low, high = voi.span
+        return lambda x: px.apply_window_minmax(x, low, high, ymax)
     formula = {
         VoiLutFunction.LINEAR: px.apply_window_linear,
         VoiLutFunction.LINEAR_EXACT: px.apply_window_linear_exact,
@@ -262,7 +265,7 @@ def _minmax(stored: np.ndarray, t: FrameTransforms, modality: Callable) -> Windo
         mapped = modality(values)
         m_lo, m_hi = float(mapped.min()), float(mapped.max())
     center, width = px.minmax_window(m_lo, m_hi)
-    return Window(center, width, VoiLutFunction.LINEAR, "minmax")
+    return Window(center, width, VoiLutFunction.LINEAR, "minmax", span=(m_lo, m_hi))
 
 
 def render_stored(stored: np.ndarray, t: FrameTransforms, spec: WindowSpec, bits: int) -> Rendered:

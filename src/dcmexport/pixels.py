@@ -69,6 +69,18 @@ def apply_window_linear(x: np.ndarray, center: float, width: float, ymax: int) -
     return np.where(x > high, float(ymax), y)
 
 
+def apply_window_minmax(x: np.ndarray, low: float, high: float, ymax: int) -> np.ndarray:
+    """LINEAR with the min–max window c = (low+high+1)/2, w = high−low+1, in closed form.
+
+    Algebraically (x − low)·ymax / (high − low); written so, `low` maps to exactly 0 and
+    `high` to exactly ymax in float64 (through c and w, 255 can come out as 254.99999999999997).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if high <= low:
+        return np.where(x <= low, 0.0, float(ymax))
+    return np.clip((x - low) * ymax / (high - low), 0.0, float(ymax))
+
+
 def apply_window_linear_exact(x: np.ndarray, center: float, width: float, ymax: int) -> np.ndarray:
     """VOI LUT Function LINEAR_EXACT (PS3.3 C.11.2.1.3.2), continuous output in 0..ymax."""
     x = np.asarray(x, dtype=np.float64)
@@ -100,10 +112,15 @@ def invert_polarity(y: np.ndarray, ymax: int) -> np.ndarray:
     return ymax - np.asarray(y)
 
 
+#: Added before flooring so that results that are integers in exact arithmetic but land a few
+#: ulps below in float64 (a min–max window's maximum: 254.99999999999997) are not cut by one.
+QUANTISE_EPSILON = 1e-9
+
+
 def quantise(y: np.ndarray, bits: int) -> np.ndarray:
     """Floor continuous output to unsigned `bits`-bit integers, as DCMTK truncates."""
     ymax = (1 << bits) - 1
-    out = np.floor(np.asarray(y, dtype=np.float64))
+    out = np.floor(np.asarray(y, dtype=np.float64) + QUANTISE_EPSILON)
     np.clip(out, 0, ymax, out=out)
     return out.astype(np.uint8 if bits == 8 else np.uint16)
 

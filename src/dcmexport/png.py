@@ -36,7 +36,7 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
     """Encode a (H, W) or (H, W, 3) uint8/uint16 array as PNG bytes."""
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"PNG needs uint8 or uint16 samples, not {image.dtype}")
-    samples = 1 if image.ndim == 2 else image.shape[2]
+    samples = 1 if image.ndim == 2 else image.shape[-1]
     if image.ndim not in (2, 3) or samples not in _COLOUR_TYPE:
         raise ValueError(f"PNG needs a (H, W) or (H, W, 3) array, not {image.shape}")
     height, width = image.shape[:2]

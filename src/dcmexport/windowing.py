@@ -90,6 +90,8 @@ class Window:
     width: float
     function: VoiLutFunction = VoiLutFunction.LINEAR
     explanation: str = ""
+    #: for a min–max window, the (min, max) modality values it was made from
+    span: tuple[float, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
