@@ -181,9 +181,7 @@ def test_matches_dcmtk(path: Path, mode: str, bits: int, tmp_path: Path, dcm2pnm
     if is_colour and mode != "auto":
         pytest.skip("colour images are never windowed: the auto case covers them")
     if bits == 16 and _fractional_rescale(ds):
-        pytest.skip(
-            "DCMTK truncates fractional modality values; test_pixels.py checks the formula"
-        )
+        pytest.skip("DCMTK truncates fractional modality values; test_pixels.py checks the formula")
     source = _dcmtk_readable(path, ds, tmp_path)
     for frame in sorted({1, n_frames}):
         rendered = render_dataset_frame(ds, frame, window=mode, bits=bits, source=path)
