@@ -117,6 +117,13 @@ def describe_missing_pixels(ds: Dataset) -> str:
     return f"no pixel data ({name})" if name else "no pixel data"
 
 
+def codec_converts_colour(ts: UID) -> bool:
+    """True if YBR pixels come out of decoding as RGB (JPEG-family codecs, reconciled by
+    pydicom); False for native and RLE data, whose YBR_FULL(_422) `convert_ybr_to_rgb` turns
+    into RGB with the standard's equations."""
+    return ts.is_encapsulated and ts != pydicom.uid.RLELossless
+
+
 def plugin_order(ts: UID) -> list[str]:
     """Installed decoding plugins for `ts`, preferred first; [""] for native encodings."""
     from pydicom.pixels import get_decoder
@@ -143,17 +150,17 @@ def plugin_order(ts: UID) -> list[str]:
 
 
 def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarray:
-    """Decode one frame (0-based `frame_index`) as container values, colour as RGB.
+    """Decode one frame (0-based `frame_index`) as container values.
 
     Unused high bits are left in place (`extract_stored_values` masks them using High Bit,
-    which pydicom ignores). `source` may be the file path: for multi-frame files pydicom then
-    reads just that frame from disk.
+    which pydicom ignores). `source` may be the file path: when `read_dataset` left a large
+    pixel data element on disk, pydicom then reads just that frame from the file.
     """
     from pydicom.pixels import pixel_array
 
     ts = transfer_syntax(ds)
     plugins = plugin_order(ts)
-    src = source if source is not None and _frame_count(ds) > 1 else ds
+    src = source if source is not None and _pixels_deferred(ds, ts) else ds
     failures = []
     for plugin in plugins:
         try:
@@ -162,7 +169,7 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
                 index=frame_index,
                 decoding_plugin=plugin,
                 correct_unused_bits=False,
-                as_rgb=True,
+                as_rgb=codec_converts_colour(ts),
             )
         except (MemoryError, KeyboardInterrupt):
             raise
@@ -170,6 +177,17 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
             failures.append(f"{plugin or 'pydicom'}: {_innermost(exc)}")
             log.debug("decoder %s failed on frame %d: %s", plugin, frame_index, exc)
     raise errors.PixelDataError(f"cannot decode {ts.name} pixel data ({'; '.join(failures)})")
+
+
+def _pixels_deferred(ds: Dataset, ts: UID) -> bool:
+    """True if the pixel data was left on disk (large file): decode frames from the path.
+
+    Deflated files are the exception: pydicom can only decode them from the inflated dataset.
+    """
+    if ts == pydicom.uid.DeflatedExplicitVRLittleEndian or "PixelData" not in ds:
+        return False
+    element = ds.get_item("PixelData")
+    return getattr(element, "value", None) is None
 
 
 def _frame_count(ds: Dataset) -> int:

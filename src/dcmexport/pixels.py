@@ -146,6 +146,21 @@ def padding_mask(
     return (stored >= low) & (stored <= high)
 
 
+def convert_ybr_to_rgb(ybr: np.ndarray, bits: int) -> np.ndarray:
+    """YBR_FULL (and YBR_FULL_422, once upsampled) to RGB, PS3.3 C.7.6.3.1.2, floored.
+
+    The inverse of the standard's forward equations, with chroma centred on 2^(bits−1).
+    Flooring, like every quantisation here, keeps us within ±1 of DCMTK; pydicom's rounding
+    conversion is off by 2 on some pixels.
+    """
+    v = np.asarray(ybr, dtype=np.float64)
+    half, top = float(1 << (bits - 1)), float((1 << bits) - 1)
+    y, cb, cr = v[..., 0], v[..., 1] - half, v[..., 2] - half
+    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    np.clip(np.floor(rgb + QUANTISE_EPSILON), 0, top, out=rgb)
+    return rgb.astype(np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32)
+
+
 def rescale_colour_depth(rgb: np.ndarray, bits_in: int, bits_out: int) -> np.ndarray:
     """Colour samples of `bits_in` bits to the export depth, as DCMTK scales them.
 

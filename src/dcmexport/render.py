@@ -65,6 +65,10 @@ def render_decoded(
         rgb, lut_bits = _palette_to_rgb(decoded, ds)
         return render_colour(rgb, lut_bits, bits)
     if decoded.ndim == 3:
+        ts = decoding.transfer_syntax(ds)
+        ybr = desc.photometric_interpretation in ("YBR_FULL", "YBR_FULL_422")
+        if ybr and not raw and not decoding.codec_converts_colour(ts):
+            decoded = px.convert_ybr_to_rgb(decoded, desc.bits_stored)
         if raw:
             depth = 8 if desc.bits_allocated <= 8 else 16
             return render_colour(decoded, depth, depth)
