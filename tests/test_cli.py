@@ -286,3 +286,22 @@ def test_python_dash_m_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "CT_small.png").is_file()
+
+
+def test_library_api_as_documented(tmp_path: Path) -> None:
+    import dcmexport
+
+    ct = pydicom_file("CT_small.dcm")
+    image = dcmexport.render_frame(ct)
+    assert image.dtype == np.uint8 and image.shape == (128, 128)
+    assert dcmexport.render_frame(ct, window="lung", bits=16).dtype == np.uint16
+    summary = dcmexport.convert([ct], tmp_path / "a", window="40,400", bits=16, format="tiff")
+    assert (summary.converted, summary.failed, summary.exit_code) == (1, 0, 0)
+    opts = dcmexport.ConvertOptions(frames="all")
+    summary = dcmexport.convert(
+        [pydicom_file("SC_rgb_rle_2frame.dcm")], tmp_path / "b", options=opts
+    )
+    assert summary.images == 2
+    with pytest.raises(dcmexport.UsageError):
+        dcmexport.convert([ct], tmp_path / "c", options=opts, bits=8)
+    assert issubclass(dcmexport.NotDicomError, dcmexport.DcmExportError)

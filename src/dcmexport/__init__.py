@@ -1,5 +1,75 @@
-"""dcmexport: DICOM images to PNG/JPEG/TIFF stills with correct windowing, plus a manifest."""
+"""dcmexport: DICOM images to PNG/JPEG/TIFF stills with correct windowing, plus a manifest.
+
+The public API is imported lazily (PEP 562): `import dcmexport` stays cheap, so the command
+line and worker processes start fast, and pydicom is loaded on first use.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "render_frame": "dcmexport.render",
+    "convert": "dcmexport.batch",
+    "convert_one": "dcmexport.batch",
+    "Summary": "dcmexport.batch",
+    "FileResult": "dcmexport.batch",
+    "ConvertOptions": "dcmexport.options",
+    "StillFormat": "dcmexport.options",
+    "write_samples": "dcmexport.sample",
+    "DcmExportError": "dcmexport.errors",
+    "NotDicomError": "dcmexport.errors",
+    "NoPixelDataError": "dcmexport.errors",
+    "PixelDataError": "dcmexport.errors",
+    "UnsupportedTransferSyntaxError": "dcmexport.errors",
+    "UsageError": "dcmexport.errors",
+    "WindowError": "dcmexport.errors",
+}
+
+__all__ = [
+    "ConvertOptions",
+    "DcmExportError",
+    "FileResult",
+    "NoPixelDataError",
+    "NotDicomError",
+    "PixelDataError",
+    "StillFormat",
+    "Summary",
+    "UnsupportedTransferSyntaxError",
+    "UsageError",
+    "WindowError",
+    "__version__",
+    "convert",
+    "convert_one",
+    "render_frame",
+    "write_samples",
+]
+
+if TYPE_CHECKING:
+    from .batch import FileResult, Summary, convert, convert_one
+    from .errors import (
+        DcmExportError,
+        NoPixelDataError,
+        NotDicomError,
+        PixelDataError,
+        UnsupportedTransferSyntaxError,
+        UsageError,
+        WindowError,
+    )
+    from .options import ConvertOptions, StillFormat
+    from .render import render_frame
+    from .sample import write_samples
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dcmexport' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

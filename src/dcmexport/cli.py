@@ -147,7 +147,7 @@ def _err(message: str) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .convert import FileResult, convert
+    from .batch import FileResult, convert
     from .options import ConvertOptions
 
     inputs = [*args.inputs, *args.input] or [DEFAULT_INPUT]
