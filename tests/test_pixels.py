@@ -351,12 +351,12 @@ def test_extract_16_bits_signed(dtype: type) -> None:
     assert out.tolist() == values
 
 
-def test_extract_16_bits_unsigned_is_unchanged_copy() -> None:
+def test_extract_full_width_samples_are_returned_unchanged_without_a_copy() -> None:
     raw = np.array([0, 1, 40000, 65535], dtype=np.uint16)
     out = px.extract_stored_values(raw, 16, 15, 0)
-    assert out.tolist() == [0, 1, 40000, 65535]
-    out[0] = 7
-    assert raw[0] == 0
+    assert out is raw and out.tolist() == [0, 1, 40000, 65535]
+    signed = np.array([-3000, 0, 3000], dtype=np.int16)
+    assert px.extract_stored_values(signed, 16, 15, 1) is signed
 
 
 @pytest.mark.parametrize(

@@ -286,8 +286,7 @@ def render_stored(stored: np.ndarray, t: FrameTransforms, spec: WindowSpec, bits
     lo, hi = int(stored.min()), int(stored.max())
     if hi - lo <= _MAX_LUT_SPAN:
         table = chain(np.arange(lo, hi + 1, dtype=np.int64))
-        index = stored.astype(np.intp, copy=False)
-        image = table[index - lo] if lo else table[index]
+        image = table[np.subtract(stored, lo, dtype=np.intp)]
     else:
         image = chain(stored)
     if isinstance(voi, Window):

@@ -21,15 +21,19 @@ def extract_stored_values(
 
     Real files carry overlay or junk bits above High Bit, and some put a 12-bit sample at
     High Bit 15; pydicom assumes High Bit = Bits Stored − 1, so we do this ourselves on the
-    decoded container values. Signed results are int32 (int64 for 32-bit data).
+    decoded container values. Signed results are int32 (int64 for 32-bit data); an array
+    that needs no change is returned as is (not copied).
     """
     if arr.dtype.kind not in "ui":
         raise TypeError(f"stored values must be integers, not {arr.dtype}")
     if not arr.dtype.isnative:  # big-endian transfer syntaxes decode to '>u2' views
         arr = arr.astype(arr.dtype.newbyteorder("="))
     itemsize = arr.dtype.itemsize
-    unsigned = arr.view(f"u{itemsize}") if arr.dtype.kind == "i" else arr
     shift = max(high_bit + 1 - bits_stored, 0)
+    signed_dtype = arr.dtype.kind == "i"
+    if shift == 0 and bits_stored >= itemsize * 8 and signed_dtype == bool(pixel_representation):
+        return arr  # every bit is a sample bit and the dtype already has the right sign
+    unsigned = arr.view(f"u{itemsize}") if signed_dtype else arr
     bits_stored = min(bits_stored, itemsize * 8 - shift)
     values = unsigned >> shift if shift else unsigned
     if bits_stored < itemsize * 8:
