@@ -843,3 +843,28 @@ def test_parse_frames_invalid(text: str) -> None:
 def test_frame_selection_beyond_file_raises() -> None:
     with pytest.raises(UsageError):
         parse_frames("7").frame_numbers(3)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"RescaleIntercept": -1024},  # slope missing
+        {"RescaleSlope": 2},  # intercept missing
+        {"RescaleSlope": 0, "RescaleIntercept": -1024},  # zero slope
+    ],
+    ids=["no-slope", "no-intercept", "zero-slope"],
+)
+def test_incomplete_rescale_is_ignored(attributes: dict) -> None:
+    """Rescale Slope and Intercept are Type 1C together: half a pair is not applied (DCMTK)."""
+    stored = np.array([[0, 100, 200]])
+    ds = make_ds(stored, **attributes)
+    assert render_frame(ds, window="100,101").tolist() == expected_linear(stored, 100, 101, 8)
+
+
+def test_xa_ignores_rescale_like_dcmtk() -> None:
+    """PS3.3 XA/XRF images have no Modality LUT: DCMTK ignores one, and so do we."""
+    stored = np.array([[0, 100, 200]])
+    ds = make_ds(
+        stored, sop_class="1.2.840.10008.5.1.4.1.1.12.1", RescaleSlope=2, RescaleIntercept=5
+    )
+    assert render_frame(ds, window="100,101").tolist() == expected_linear(stored, 100, 101, 8)

@@ -186,7 +186,7 @@ def _pixels_deferred(ds: Dataset, ts: UID) -> bool:
     """
     if ts == pydicom.uid.DeflatedExplicitVRLittleEndian or "PixelData" not in ds:
         return False
-    element = ds.get_item("PixelData")
+    element = ds.get_item("PixelData", keep_deferred=True)
     return getattr(element, "value", None) is None
 
 

@@ -172,6 +172,22 @@ def _padding(ds: Dataset, desc: PixelDescription) -> tuple[int, int | None] | No
     return None if value is None else (value, limit)
 
 
+def _rescale(source: Dataset) -> tuple[float, float]:
+    """Rescale Slope and Intercept (PS3.3 C.11.1), or identity when unusable.
+
+    Both are required together (Type 1C); one without the other, a zero or non-numeric slope
+    is ignored, as DCMTK and pydicom do.
+    """
+    try:
+        slope = float(source.RescaleSlope)
+        intercept = float(source.RescaleIntercept)
+    except (AttributeError, TypeError, ValueError):
+        return 1.0, 0.0
+    if slope == 0 or not (np.isfinite(slope) and np.isfinite(intercept)):
+        return 1.0, 0.0
+    return slope, intercept
+
+
 def _modality_minimum(desc: PixelDescription, slope: float, intercept: float) -> float:
     """Smallest modality value the stored range can produce: decides LUT first-value sign."""
     if desc.pixel_representation:
@@ -185,13 +201,7 @@ def frame_transforms(ds: Dataset, frame_index: int, desc: PixelDescription) -> F
     """Collect the Modality, VOI and polarity transforms for 0-based `frame_index`."""
     rescale_source = _functional_group(ds, frame_index, "PixelValueTransformationSequence") or ds
     voi_source = _functional_group(ds, frame_index, "FrameVOILUTSequence") or ds
-    try:
-        slope = float(getattr(rescale_source, "RescaleSlope", None) or 1.0)
-        intercept = float(getattr(rescale_source, "RescaleIntercept", None) or 0.0)
-    except (TypeError, ValueError):
-        slope, intercept = 1.0, 0.0
-    if slope == 0:
-        slope = 1.0
+    slope, intercept = _rescale(rescale_source)
     if str(ds.get("SOPClassUID", "")) in _NO_MODALITY_LUT_CLASSES:
         slope, intercept = 1.0, 0.0
     modality_lut = None

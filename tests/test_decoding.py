@@ -1,0 +1,88 @@
+"""Reading, DICOM recognition by content, decoder choice and decoding errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import MPEG2MPML, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
+
+from dcmexport import decoding
+from dcmexport.errors import NotDicomError, UnsupportedTransferSyntaxError
+from dcmexport.render import render_frame
+
+from .conftest import pydicom_file
+
+
+def test_preferred_plugins_come_first() -> None:
+    """The order measured by benchmarks/decoders.py (pydicom would prefer GDCM if present)."""
+    assert decoding.plugin_order(JPEGBaseline8Bit)[0] == "pillow"
+    assert decoding.plugin_order(RLELossless)[0] == "pylibjpeg"
+    assert decoding.plugin_order(JPEGLSLossless)[0] == "pyjpegls"
+    assert decoding.plugin_order(pydicom.uid.ExplicitVRLittleEndian) == [""]
+
+
+def test_unsupported_transfer_syntax_names_it(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML
+    ds.PixelData = pydicom.encaps.encapsulate([b"\x00\x00\x01\xb3" + b"\x00" * 60])
+    ds["PixelData"].VR = "OB"
+    path = tmp_path / "video.dcm"
+    ds.save_as(path)
+    with pytest.raises(UnsupportedTransferSyntaxError, match="MPEG2"):
+        render_frame(path)
+
+
+def test_missing_plugin_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydicom.pixels import get_decoder
+
+    decoder = get_decoder(JPEGLSLossless)
+    monkeypatch.setattr(type(decoder), "available_plugins", property(lambda self: []))
+    with pytest.raises(UnsupportedTransferSyntaxError, match="pyjpegls"):
+        decoding.plugin_order(JPEGLSLossless)
+
+
+@pytest.mark.parametrize("name", ["README.txt", "crayons.icc", "zipMR.gz"])
+def test_non_dicom_is_recognised_by_content(name: str) -> None:
+    with pytest.raises(NotDicomError):
+        decoding.read_dataset(pydicom_file(name))
+
+
+def test_dicom_without_preamble_is_recognised(tmp_path: Path) -> None:
+    ds = decoding.read_dataset(pydicom_file("ExplVR_LitEndNoMeta.dcm"))
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.481.8"  # RT Ion Plan
+    copy = tmp_path / "no_extension_no_preamble"
+    shutil.copy(pydicom_file("ExplVR_BigEndNoMeta.dcm"), copy)
+    assert decoding.read_dataset(copy).SOPClassUID == "1.2.840.10008.5.1.4.1.1.481.8"
+
+
+def test_empty_and_tiny_files_are_not_dicom(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "tiny").write_bytes(b"\x08\x00")
+    for name in ("empty", "tiny"):
+        with pytest.raises(NotDicomError):
+            decoding.read_dataset(tmp_path / name)
+
+
+def test_frames_decoded_from_the_path_equal_frames_from_the_dataset(tmp_path: Path) -> None:
+    """Large multi-frame files are decoded frame by frame from disk (pixel data deferred)."""
+    path = pydicom_file("SC_rgb_rle_2frame.dcm")
+    full = pydicom.dcmread(path)
+    deferred = pydicom.dcmread(path, defer_size=64)
+    assert decoding._pixels_deferred(deferred, decoding.transfer_syntax(deferred))
+    for index in range(2):
+        from_path = decoding.decode_frame(deferred, index, path)
+        assert np.array_equal(from_path, decoding.decode_frame(full, index))
+
+
+def test_deflated_multiframe_is_decoded_from_the_dataset(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(pydicom_file("SC_rgb_rle_2frame.dcm"))
+    ds.decompress()
+    path = tmp_path / "deflated.dcm"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    second = render_frame(path, frame=2)
+    assert second.shape == (100, 100, 3)
