@@ -14,9 +14,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "render_frame": "dcmexport.render",
     "convert": "dcmexport.batch",
-    "convert_one": "dcmexport.batch",
+    "convert_one": "dcmexport.job",
     "Summary": "dcmexport.batch",
-    "FileResult": "dcmexport.batch",
+    "FileResult": "dcmexport.job",
     "ConvertOptions": "dcmexport.options",
     "StillFormat": "dcmexport.options",
     "write_samples": "dcmexport.sample",
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .batch import FileResult, Summary, convert, convert_one
+    from .batch import Summary, convert
     from .errors import (
         DcmExportError,
         NoPixelDataError,
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         UsageError,
         WindowError,
     )
+    from .job import FileResult, convert_one
     from .options import ConvertOptions, StillFormat
     from .render import render_frame
     from .sample import write_samples

@@ -1,54 +1,48 @@
-"""Batch conversion: plan output names, convert each file, write the manifest.
+"""The batch runner: plan output names, run the unit of work on every core or a Dask cluster,
+remember what was done (resume), report progress, write the manifest.
 
-`convert_one` is the unit of work: a top-level function that never raises for a per-file
-problem, so a broken file in a batch of 100 000 becomes one manifest row and the rest go on.
+One code path for every scheduler: work goes to a `concurrent.futures.Executor` — none
+(`jobs=1`, in-process), a local process pool, or `distributed.Client(...).get_executor()` —
+in chunks of a few files, with a bounded number of chunks in flight while discovery streams.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import contextlib
 import dataclasses
-import logging
+import hashlib
+import itertools
+import json
+import multiprocessing
 import os
 import time
-import traceback
-import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from . import decoding
-from .discovery import Found, discover
-from .errors import DcmExportError, NoPixelDataError, NotDicomError, UsageError
-from .layout import NameRegistry, inside_output, mirror_base, relative_to_output
-from .manifest import ManifestRow, write_manifest
+from . import __version__
+from .discovery import Found, count_files, discover
+from .errors import UsageError
+from .job import FileResult, WorkItem, convert_many, convert_one
+from .layout import NameRegistry, mirror_base
+from .manifest import write_manifest
 from .options import ConvertOptions
-from .pipeline import Rendered, frame_transforms
-from .render import check_renderable, render_decoded
-from .writers import encode_still, write_atomic
-
-log = logging.getLogger(__name__)
+from .state import RunState, clear_temp_dir
 
 MANIFEST_NAME = "manifest.csv"
+CHUNK_SIZE = 8  # files per task: amortises pickling and scheduling, keeps progress smooth
+IN_FLIGHT_PER_WORKER = 4  # chunks queued per worker: workers never idle, memory stays bounded
 
-
-@dataclasses.dataclass(frozen=True)
-class WorkItem:
-    """One input and the output base (relative to OUT, no extension) reserved for it."""
-
-    source: str
-    base: str
-    note: str = ""
-
-
-@dataclasses.dataclass
-class FileResult:
-    """What happened to one input: its manifest rows, and a traceback for `-v` if it crashed."""
-
-    source: str
-    status: str  # ok | error | skipped
-    rows: list[ManifestRow]
-    reason: str = ""
-    detail: str = ""
+__all__ = [
+    "MANIFEST_NAME",
+    "FileResult",
+    "Reporter",
+    "Summary",
+    "WorkItem",
+    "convert",
+    "convert_one",
+]
 
 
 @dataclasses.dataclass
@@ -56,6 +50,7 @@ class Summary:
     """The outcome of a `convert` run."""
 
     converted: int = 0
+    up_to_date: int = 0
     skipped: int = 0
     failed: int = 0
     images: int = 0
@@ -65,99 +60,120 @@ class Summary:
 
     @property
     def found(self) -> int:
-        return self.converted + self.skipped + self.failed
+        return self.converted + self.up_to_date + self.skipped + self.failed
 
     @property
     def exit_code(self) -> int:
-        """0 all converted, 1 some failed, 2 nothing to convert (CONTRACT.md)."""
+        """0 all converted or up to date, 1 some failed, 2 nothing to convert (CONTRACT.md)."""
         if self.failed:
             return 1
-        return 0 if self.converted else 2
+        return 0 if self.converted or self.up_to_date else 2
 
     @property
     def files_per_second(self) -> float:
         return self.found / self.elapsed if self.elapsed > 0 else 0.0
 
-
-def _rows_for_frame(
-    source: str, frame: int | None, output: str, rendered: Rendered, ds: Any, note: str
-) -> ManifestRow:
-    row = ManifestRow(
-        source=source,
-        frame=frame,
-        output=output,
-        window_center=rendered.window_center,
-        window_width=rendered.window_width,
-        raw_offset=rendered.raw_offset,
-        voi=rendered.voi,
-        note=note,
-    )
-    if rendered.raw_offset is not None:
-        t = frame_transforms(ds, (frame or 1) - 1, check_renderable(ds))
-        row.rescale_slope, row.rescale_intercept = t.rescale_slope, t.rescale_intercept
-    return row
+    def add(self, result: FileResult) -> None:
+        if result.up_to_date:
+            self.up_to_date += 1
+        elif result.status == "ok":
+            self.converted += 1
+            self.images += len(result.rows)
+        elif result.status == "skipped":
+            self.skipped += 1
+        else:
+            self.failed += 1
 
 
-def _convert_file(item: WorkItem, options: ConvertOptions, out_root: Path) -> list[ManifestRow]:
-    ds = decoding.read_dataset(item.source)
-    desc = check_renderable(ds)
-    n_frames = decoding.number_of_frames(ds)
-    ext = options.format.extension
-    if n_frames == 1:
-        targets = [(1, None, f"{item.base}{ext}")]
-    elif options.frames is None:
-        raise NoPixelDataError(
-            f"multi-frame ({n_frames} frames): choose stills with --frames "
-            "(all, first, middle, N, A-B); video export is not available yet"
-        )
-    else:
-        numbers = options.frames.frame_numbers(n_frames)
-        width = max(4, len(str(n_frames)))
-        targets = [(n, n, f"{item.base}/{n:0{width}d}{ext}") for n in numbers]
-    rows = []
-    for number, frame_column, rel in targets:
-        decoded = decoding.decode_frame(ds, number - 1, item.source)
-        rendered = render_decoded(
-            decoded, ds, desc, number - 1, window=options.window, bits=options.bits, raw=options.raw
-        )
-        if rendered.image.dtype.itemsize > 1 and options.format.value == "jpeg":
-            raise UsageError("--raw on data over 8 bits needs --format png or tiff")
-        target = inside_output(out_root, rel)
-        write_atomic(target, encode_still(rendered.image, options.format, options.quality))
-        output = relative_to_output(out_root, target)
-        rows.append(_rows_for_frame(item.source, frame_column, output, rendered, ds, item.note))
-    return rows
+class Reporter(Protocol):
+    """Receives progress: the CLI draws a progress bar from it; the library never prints."""
+
+    def start(self, total: int | None) -> None: ...
+
+    def result(self, result: FileResult) -> None: ...
 
 
-def convert_one(
-    item: WorkItem, options: ConvertOptions, out_root: str | os.PathLike[str]
-) -> FileResult:
-    """Convert one input; every expected problem becomes a `skipped` or `error` result."""
-    try:
-        with warnings.catch_warnings():  # pydicom warns about every oddity it tolerates
-            warnings.simplefilter("ignore")
-            rows = _convert_file(item, options, Path(out_root))
-        return FileResult(item.source, "ok", rows)
-    except (NotDicomError, NoPixelDataError) as exc:
-        status, reason, detail = "skipped", str(exc), ""
-    except DcmExportError as exc:
-        status, reason, detail = "error", str(exc), ""
-    except (MemoryError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # a bug or an unforeseen fault: report it, keep the batch going
-        status = "error"
-        reason = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-        detail = traceback.format_exc()
-    row = ManifestRow(source=item.source, status=status, error=reason, note=item.note)
-    return FileResult(item.source, status, [row], reason, detail)
+def options_key(options: ConvertOptions) -> str:
+    """A digest of everything that decides the outputs: a rerun with another key redoes all."""
+    fields = dataclasses.asdict(options)
+    fields.pop("overwrite", None)
+    text = json.dumps([__version__, fields], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def plan(found: Iterable[Found]) -> Iterator[WorkItem]:
     """Reserve a unique output base for every input, in discovery order."""
     registry = NameRegistry()
-    for f in found:
+    for seq, f in enumerate(found):
         base, note = registry.claim(mirror_base(f))
-        yield WorkItem(str(f.path), str(base), note)
+        yield WorkItem(str(f.path), str(base), note, seq, os.path.abspath(f.path))
+
+
+def default_jobs() -> int:
+    """All cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _executor(jobs: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
+    """The executor for the run: None (in-process), a process pool, or a Dask cluster."""
+    if scheduler:
+        with _dask_executor(scheduler) as executor:
+            yield executor
+        return
+    if jobs <= 1:
+        yield None
+        return
+    # fork starts workers in milliseconds with dcmexport already imported; spawn elsewhere
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        yield pool
+
+
+@contextlib.contextmanager
+def _dask_executor(address: str) -> Iterator[cf.Executor]:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs Dask: pip install 'dcmexport[dask]'") from None
+    try:
+        client = Client(address, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+    with client:
+        yield client.get_executor(pure=False)
+
+
+def _chunks(items: Iterator[WorkItem], size: int) -> Iterator[list[WorkItem]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def _run(
+    items: Iterator[WorkItem],
+    executor: cf.Executor | None,
+    options: ConvertOptions,
+    out_root: Path,
+    max_in_flight: int,
+) -> Iterator[FileResult]:
+    """Results as they complete; at most `max_in_flight` chunks are queued at a time."""
+    if executor is None:
+        for item in items:
+            yield convert_one(item, options, out_root)
+        return
+    pending: set[cf.Future] = set()
+    for chunk in _chunks(items, CHUNK_SIZE):
+        pending.add(executor.submit(convert_many, chunk, options, str(out_root.resolve())))
+        if len(pending) >= max_in_flight:
+            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                yield from future.result()
+    for future in cf.as_completed(pending):
+        yield from future.result()
 
 
 def convert(
@@ -165,14 +181,17 @@ def convert(
     output: str | os.PathLike[str] = "output",
     *,
     options: ConvertOptions | None = None,
-    on_result: Callable[[FileResult], None] | None = None,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    reporter: Reporter | None = None,
     **option_values: Any,
 ) -> Summary:
     """Convert every DICOM image under `inputs` into `output`, and write its manifest.
 
     Pass ``options=ConvertOptions(...)`` or its fields as keywords (``format``, ``bits``,
-    ``window``, ``raw``, ``frames``, ``quality``). `on_result` is called with each file's
-    `FileResult` as it completes (the CLI prints errors from it).
+    ``window``, ``raw``, ``frames``, ``quality``, ``overwrite``). `jobs` worker processes
+    (default: all cores; 1 = in-process) or a Dask `scheduler` address (``tcp://host:8786``).
+    A rerun skips inputs already converted with the same options unless ``overwrite=True``.
     """
     if options is not None and option_values:
         raise UsageError("pass either options=ConvertOptions(...) or keyword options, not both")
@@ -180,23 +199,52 @@ def convert(
     out_root = Path(output)
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} exists and is not a folder")
-    inputs = list(inputs)
+    inputs = [Path(p) for p in inputs]
+    for path in inputs:
+        if not path.exists():
+            raise UsageError(f"input not found: {path}")
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: use 1 or more")
     started = time.perf_counter()
-    summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
-    rows: list[ManifestRow] = []
-    for item in plan(discover(inputs, exclude=[out_root])):
-        result = convert_one(item, opts, out_root)
-        rows.extend(result.rows)
-        if result.status == "ok":
-            summary.converted += 1
-            summary.images += len(result.rows)
-        elif result.status == "skipped":
-            summary.skipped += 1
-        else:
-            summary.failed += 1
-        if on_result is not None:
-            on_result(result)
     out_root.mkdir(parents=True, exist_ok=True)
-    write_manifest(summary.manifest, rows)
+    clear_temp_dir(out_root)
+    exclude = [out_root]
+    if reporter is not None:
+        reporter.start(count_files(inputs, exclude))
+    summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
+    state = RunState(out_root, options_key(opts))
+    try:
+        with _executor(jobs, scheduler) as executor:
+            workers = 1 if executor is None else max(jobs, 1)
+            todo = _skip_up_to_date(plan(discover(inputs, exclude)), state, opts, summary, reporter)
+            for result in _run(todo, executor, opts, out_root, workers * IN_FLIGHT_PER_WORKER):
+                state.record(result.source, result.seq, result.status, result.rows)
+                summary.add(result)
+                if reporter is not None:
+                    reporter.result(result)
+        write_manifest(summary.manifest, state.rows_of_this_run())
+    finally:
+        state.close()
     summary.elapsed = time.perf_counter() - started
     return summary
+
+
+def _skip_up_to_date(
+    items: Iterator[WorkItem],
+    state: RunState,
+    options: ConvertOptions,
+    summary: Summary,
+    reporter: Reporter | None,
+) -> Iterator[WorkItem]:
+    """Pass on the items that need work; count the others as up to date."""
+    for item in items:
+        rows = None if options.overwrite else state.up_to_date(item.source, item.seq)
+        if rows is None:
+            yield item
+            continue
+        status = "skipped" if rows and rows[0].status == "skipped" else "ok"
+        result = FileResult(item.source, status, rows, seq=item.seq, up_to_date=status == "ok")
+        summary.add(result)
+        if reporter is not None:
+            reporter.result(result)

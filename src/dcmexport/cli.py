@@ -106,6 +106,24 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (default: 90)"
     )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes (default: all cores; 1 = convert in this process)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (pip install 'dcmexport[dask]')",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="rewrite outputs an earlier run made with the same options "
+        "(default: skip them, so a rerun resumes)",
+    )
     _add_verbosity(p)
     p.set_defaults(run=_run_convert)
 
@@ -147,8 +165,9 @@ def _err(message: str) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .batch import FileResult, convert
+    from .batch import convert
     from .options import ConvertOptions
+    from .progress import ConsoleReporter
 
     inputs = [*args.inputs, *args.input] or [DEFAULT_INPUT]
     if inputs == [DEFAULT_INPUT] and not Path(DEFAULT_INPUT).exists():
@@ -164,20 +183,25 @@ def _run_convert(args: argparse.Namespace) -> int:
         frames=args.frames,
         video=args.video,
         quality=args.quality,
+        overwrite=args.overwrite,
     )
-
-    def report(result: FileResult) -> None:
-        if result.status == "error" and not args.quiet:
-            _err(f"{result.source}: {result.reason}")
-            if args.verbose and result.detail:
-                print(result.detail, file=sys.stderr)
-        elif result.status == "skipped" and args.verbose:
-            _err(f"skipped {result.source}: {result.reason}")
-
-    summary = convert(inputs, args.output, options=options, on_result=report)
+    reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
+    try:
+        summary = convert(
+            inputs,
+            args.output,
+            options=options,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            reporter=reporter,
+        )
+    finally:
+        if reporter is not None:
+            reporter.close()
     if not args.quiet:
+        up_to_date = f", {summary.up_to_date} already up to date" if summary.up_to_date else ""
         print(
-            f"converted {summary.converted} file(s) to {summary.images} image(s), "
+            f"converted {summary.converted} file(s) to {summary.images} image(s){up_to_date}, "
             f"skipped {summary.skipped}, failed {summary.failed} "
             f"in {summary.elapsed:.1f} s ({summary.files_per_second:.0f} files/s); "
             f"manifest: {summary.manifest}",
@@ -185,7 +209,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         )
     if summary.found == 0:
         _err(f"no files found in {', '.join(map(str, inputs))}")
-    elif summary.converted == 0 and summary.failed == 0:
+    elif summary.exit_code == 2:
         _err("no convertible DICOM image found (see the manifest for why each was skipped)")
     return summary.exit_code
 

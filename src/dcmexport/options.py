@@ -94,6 +94,7 @@ class ConvertOptions:
     frames: FrameSelection | None = None
     video: VideoFormat = VideoFormat.NONE
     quality: int = 90
+    #: rewrite outputs even if an earlier run made them with the same options
     overwrite: bool = False
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ so a crash never leaves a half-written image under its final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import tempfile
@@ -19,14 +20,25 @@ from .options import StillFormat
 from .png import encode_png
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and a rename."""
+def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    """Write `data` to `path` via a temporary file and a rename, so `path` is never partial.
+
+    The temporary file goes in `tmp_dir` (which must be on the same file system; a batch
+    uses one folder it can clear after a crash) or else beside `path`.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    folder = tmp_dir if tmp_dir is not None else path.parent
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV or tmp_dir is None:
+                raise
+            os.unlink(tmp)  # OUT spans file systems: fall back to a temporary file beside path
+            write_atomic(path, data)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

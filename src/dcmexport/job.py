@@ -1,0 +1,137 @@
+"""The unit of batch work: convert one input file, never raising for a per-file problem.
+
+`convert_one` and `convert_many` are top-level and take only picklable arguments, so the same
+code runs in-process, in a local process pool and on Dask workers. A broken file in a batch of
+100 000 becomes one `error` row; the rest go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import traceback
+import warnings
+from pathlib import Path
+
+from . import decoding
+from .errors import DcmExportError, NoPixelDataError, NotDicomError, UsageError
+from .layout import inside_output, relative_to_output
+from .manifest import ManifestRow
+from .options import ConvertOptions
+from .pipeline import Rendered, frame_transforms
+from .render import check_renderable, render_decoded
+from .state import temp_dir
+from .writers import encode_still, write_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkItem:
+    """One input, the output base reserved for it (relative to OUT, no extension), and its
+    position in discovery order (the manifest's order)."""
+
+    source: str
+    base: str
+    note: str = ""
+    seq: int = 0
+    #: the absolute path workers read (a Dask worker's working folder is not ours)
+    path: str = ""
+
+
+@dataclasses.dataclass
+class FileResult:
+    """What happened to one input: manifest rows, and a traceback for `-v` if it crashed."""
+
+    source: str
+    status: str  # ok | error | skipped
+    rows: list[ManifestRow]
+    reason: str = ""
+    detail: str = ""
+    seq: int = 0
+    up_to_date: bool = False
+
+
+def _manifest_row(
+    item: WorkItem, frame: int | None, output: str, rendered: Rendered, ds: object
+) -> ManifestRow:
+    row = ManifestRow(
+        source=item.source,
+        frame=frame,
+        output=output,
+        window_center=rendered.window_center,
+        window_width=rendered.window_width,
+        raw_offset=rendered.raw_offset,
+        voi=rendered.voi,
+        note=item.note,
+    )
+    if rendered.raw_offset is not None:
+        t = frame_transforms(ds, (frame or 1) - 1, check_renderable(ds))  # type: ignore[arg-type]
+        row.rescale_slope, row.rescale_intercept = t.rescale_slope, t.rescale_intercept
+    return row
+
+
+def _targets(
+    item: WorkItem, n_frames: int, options: ConvertOptions
+) -> list[tuple[int, int | None, str]]:
+    """(frame number, manifest frame column, output path relative to OUT) per still."""
+    ext = options.format.extension
+    if n_frames == 1:
+        return [(1, None, f"{item.base}{ext}")]
+    if options.frames is None:
+        raise NoPixelDataError(
+            f"multi-frame ({n_frames} frames): choose stills with --frames "
+            "(all, first, middle, N, A-B); video export is not available yet"
+        )
+    width = max(4, len(str(n_frames)))
+    numbers = options.frames.frame_numbers(n_frames)
+    return [(n, n, f"{item.base}/{n:0{width}d}{ext}") for n in numbers]
+
+
+def _convert_file(item: WorkItem, options: ConvertOptions, out_root: Path) -> list[ManifestRow]:
+    path = item.path or item.source
+    ds = decoding.read_dataset(path)
+    desc = check_renderable(ds)
+    rows = []
+    tmp = temp_dir(out_root)
+    for number, frame_column, rel in _targets(item, decoding.number_of_frames(ds), options):
+        decoded = decoding.decode_frame(ds, number - 1, path)
+        rendered = render_decoded(
+            decoded, ds, desc, number - 1, window=options.window, bits=options.bits, raw=options.raw
+        )
+        if rendered.image.dtype.itemsize > 1 and options.format.value == "jpeg":
+            raise UsageError("--raw on data over 8 bits needs --format png or tiff")
+        target = inside_output(out_root, rel)
+        data = encode_still(rendered.image, options.format, options.quality)
+        write_atomic(target, data, tmp if tmp.is_dir() else None)
+        output = relative_to_output(out_root, target)
+        rows.append(_manifest_row(item, frame_column, output, rendered, ds))
+    return rows
+
+
+def convert_one(
+    item: WorkItem, options: ConvertOptions, out_root: str | os.PathLike[str]
+) -> FileResult:
+    """Convert one input; every expected problem becomes a `skipped` or `error` result."""
+    try:
+        with warnings.catch_warnings():  # pydicom warns about every oddity it tolerates
+            warnings.simplefilter("ignore")
+            rows = _convert_file(item, options, Path(out_root))
+        return FileResult(item.source, "ok", rows, seq=item.seq)
+    except (NotDicomError, NoPixelDataError) as exc:
+        status, reason, detail = "skipped", str(exc), ""
+    except DcmExportError as exc:
+        status, reason, detail = "error", str(exc), ""
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a bug or an unforeseen fault: report it, keep the batch going
+        status = "error"
+        reason = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        detail = traceback.format_exc()
+    row = ManifestRow(source=item.source, status=status, error=reason, note=item.note)
+    return FileResult(item.source, status, [row], reason, detail, seq=item.seq)
+
+
+def convert_many(
+    items: list[WorkItem], options: ConvertOptions, out_root: str | os.PathLike[str]
+) -> list[FileResult]:
+    """Convert a chunk of inputs in one task: amortises a process pool's per-task overhead."""
+    return [convert_one(item, options, out_root) for item in items]

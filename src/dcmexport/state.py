@@ -1,0 +1,141 @@
+"""Crash-safe resume: what each earlier run wrote, kept in `OUT/.dcmexport/state.sqlite`.
+
+A rerun skips an input whose file is unchanged (size and modification time), whose outputs
+were made with the same options and still exist; everything else is converted again. The
+manifest of every run is generated from this table, so it accounts for every input, whether
+converted now or earlier. SQLite in WAL mode with periodic commits survives `kill -9`: at
+worst the last second of results is redone, and outputs are only ever renamed into place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .manifest import ManifestRow
+
+STATE_DIR = ".dcmexport"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    source TEXT PRIMARY KEY,
+    size INTEGER,
+    mtime_ns INTEGER,
+    options_key TEXT,
+    status TEXT,
+    rows TEXT,
+    run INTEGER,
+    seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS files_run ON files (run, seq);
+CREATE TABLE IF NOT EXISTS runs (run INTEGER PRIMARY KEY, started REAL, options_key TEXT);
+"""
+
+
+def state_dir(out_root: Path) -> Path:
+    """Where dcmexport keeps its own files inside OUT (state, temporary files)."""
+    return out_root / STATE_DIR
+
+
+def temp_dir(out_root: Path) -> Path:
+    """Temporary files are written here and renamed into place (same file system as OUT)."""
+    return state_dir(out_root) / "tmp"
+
+
+def clear_temp_dir(out_root: Path) -> None:
+    """Remove what a killed run left half-written; outputs themselves are never partial."""
+    shutil.rmtree(temp_dir(out_root), ignore_errors=True)
+    temp_dir(out_root).mkdir(parents=True, exist_ok=True)
+
+
+def _fingerprint(source: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(source)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _rows_to_json(rows: list[ManifestRow]) -> str:
+    return json.dumps([dataclasses.asdict(r) for r in rows], separators=(",", ":"))
+
+
+def _rows_from_json(text: str) -> list[ManifestRow]:
+    return [ManifestRow(**values) for values in json.loads(text)]
+
+
+class RunState:
+    """The state database of one output folder, for one run."""
+
+    def __init__(self, out_root: Path, options_key: str, *, commit_every: float = 1.0) -> None:
+        self.out_root = out_root
+        self.options_key = options_key
+        state_dir(out_root).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(state_dir(out_root) / "state.sqlite", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        cursor = self._db.execute(
+            "INSERT INTO runs (started, options_key) VALUES (?, ?)", (time.time(), options_key)
+        )
+        self.run = int(cursor.lastrowid or 0)
+        self._commit_every = commit_every
+        self._last_commit = time.monotonic()
+        self._db.execute("BEGIN")
+
+    def up_to_date(self, source: str, seq: int) -> list[ManifestRow] | None:
+        """The rows of an earlier conversion of `source` that still holds, else None.
+
+        It holds when the input is unchanged, the options are the same, the earlier result was
+        `ok` or `skipped`, and every output it lists exists. It is then counted in this run.
+        """
+        found = self._db.execute(
+            "SELECT size, mtime_ns, options_key, status, rows FROM files WHERE source = ?",
+            (source,),
+        ).fetchone()
+        if found is None or found[2] != self.options_key or found[3] not in ("ok", "skipped"):
+            return None
+        if _fingerprint(source) != (found[0], found[1]):
+            return None
+        rows = _rows_from_json(found[4])
+        if not all((self.out_root / r.output).is_file() for r in rows if r.output):
+            return None
+        self._db.execute(
+            "UPDATE files SET run = ?, seq = ? WHERE source = ?", (self.run, seq, source)
+        )
+        self._maybe_commit()
+        return rows
+
+    def record(self, source: str, seq: int, status: str, rows: list[ManifestRow]) -> None:
+        """Remember what this run did with `source`."""
+        size, mtime_ns = _fingerprint(source) or (None, None)
+        self._db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (source, size, mtime_ns, self.options_key, status, _rows_to_json(rows), self.run, seq),
+        )
+        self._maybe_commit()
+
+    def rows_of_this_run(self) -> Iterator[ManifestRow]:
+        """Every manifest row of the inputs seen in this run, in discovery order."""
+        self.commit()
+        query = "SELECT rows FROM files WHERE run = ? ORDER BY seq"
+        for (text,) in self._db.execute(query, (self.run,)):
+            yield from _rows_from_json(text)
+
+    def _maybe_commit(self) -> None:
+        if time.monotonic() - self._last_commit >= self._commit_every:
+            self.commit()
+
+    def commit(self) -> None:
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+        self._last_commit = time.monotonic()
+
+    def close(self) -> None:
+        self._db.execute("COMMIT")
+        self._db.close()

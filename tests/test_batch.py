@@ -1,0 +1,225 @@
+"""The batch engine: same outputs from every scheduler, resume after kill -9, a complete
+manifest, and what makes an earlier output up to date."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dcmexport.batch import convert
+from dcmexport.sample import write_ct_series
+
+from .conftest import pydicom_file
+
+
+def manifest(out: Path) -> list[dict[str, str]]:
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def images(out: Path) -> dict[str, bytes]:
+    """Every written image, by path relative to OUT (dcmexport's own folder excluded)."""
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.suffix in {".png", ".jpg", ".tiff"} and ".dcmexport" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 CT slices plus a multi-frame, a non-DICOM and a broken file."""
+    folder = tmp_path_factory.mktemp("series")
+    write_ct_series(folder / "ct", 40, size=128)
+    shutil.copy(pydicom_file("SC_rgb_rle_2frame.dcm"), folder / "cine.dcm")
+    shutil.copy(pydicom_file("MR_truncated.dcm"), folder / "broken.dcm")
+    (folder / "notes.txt").write_text("hello")
+    return folder
+
+
+def test_one_and_two_workers_write_identical_outputs(series: Path, tmp_path: Path) -> None:
+    one = convert([series], tmp_path / "j1", jobs=1, frames="all")
+    two = convert([series], tmp_path / "j2", jobs=2, frames="all")
+    assert (one.converted, one.skipped, one.failed) == (two.converted, two.skipped, two.failed)
+    assert (one.converted, one.skipped, one.failed) == (41, 1, 1)
+    assert images(tmp_path / "j1") == images(tmp_path / "j2")
+    assert manifest(tmp_path / "j1") == manifest(tmp_path / "j2")  # discovery order, not timing
+
+
+def test_rerun_skips_what_is_up_to_date(series: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = convert([series], out, jobs=2, frames="all")
+    assert first.exit_code == 1  # the broken file
+    first_manifest = manifest(out)
+    again = convert([series], out, jobs=2, frames="all")
+    assert again.up_to_date == 41 and again.converted == 0
+    assert again.failed == 1  # failures are retried, and fail again
+    assert manifest(out) == first_manifest  # the rerun's manifest still lists every input
+    changed = convert([series], out, jobs=2, frames="all", bits=16)  # other options: redo all
+    assert changed.converted == 41 and changed.up_to_date == 0
+    forced = convert([series], out, jobs=1, frames="all", bits=16, overwrite=True)
+    assert forced.converted == 41
+
+
+def test_changed_or_deleted_outputs_are_redone(series: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    shutil.copytree(series / "ct", src)
+    out = tmp_path / "out"
+    convert([src], out, jobs=1)
+    (out / "CT_0003.png").unlink()
+    slice5 = src / "CT_0005.dcm"
+    os.utime(slice5, ns=(time.time_ns(), time.time_ns() + 10**9))  # input modified
+    rerun = convert([src], out, jobs=1)
+    assert (rerun.converted, rerun.up_to_date) == (2, 38)
+    assert (out / "CT_0003.png").is_file()
+
+
+def test_every_input_is_in_the_manifest_once(series: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    convert([series], out, jobs=2)
+    sources = [r["source"] for r in manifest(out)]
+    found = [str(p) for p in sorted(series.rglob("*")) if p.is_file()]
+    assert sorted(set(sources)) == sorted(found)
+    assert len(sources) == len(found)  # single-frame files: one row each
+
+
+def _count_pngs(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*.png") if ".dcmexport" not in p.parts)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9(tmp_path: Path) -> None:
+    """Killed at ~40 %, the rerun exits 0 with exactly one decodable PNG per input."""
+    src = tmp_path / "in"
+    n = 400
+    write_ct_series(src, n, size=256)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "dcmexport", "convert", str(src), "-o", str(out), "-q"]
+    victim = subprocess.Popen([*cmd, "-j", "2"], start_new_session=True)
+    deadline = time.monotonic() + 60
+    while _count_pngs(out) < 0.4 * n and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert victim.poll() is None, "the run finished before it could be killed"
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    done_before = _count_pngs(out)
+    assert 0 < done_before < n
+
+    started = time.monotonic()
+    rerun = subprocess.run([*cmd, "-j", "2"], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert time.monotonic() - started < 60
+
+    pngs = sorted(p for p in out.rglob("*") if p.is_file() and ".dcmexport" not in p.parts)
+    expected = [*sorted(out / f"CT_{i:04d}.png" for i in range(1, n + 1)), out / "manifest.csv"]
+    assert pngs == expected  # no stray or temporary files, one PNG per input
+    for png in pngs[:-1:37]:
+        assert np.asarray(Image.open(png)).shape == (256, 256)
+    rows = manifest(out)
+    assert [Path(r["source"]).name for r in rows] == [f"CT_{i:04d}.dcm" for i in range(1, n + 1)]
+    assert all(r["status"] == "ok" for r in rows)
+    assert not any((out / ".dcmexport" / "tmp").iterdir())
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real two-worker Dask cluster on 127.0.0.1, started and stopped by the test."""
+    pytest.importorskip("distributed")
+    dask = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
+    if dask is None:
+        pytest.skip("the dask command is not installed")
+    folder = tmp_path_factory.mktemp("dask")
+    scheduler_file = folder / "scheduler.json"
+    common = ["--no-dashboard"]
+    scheduler = subprocess.Popen(
+        [
+            dask,
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--scheduler-file",
+            str(scheduler_file),
+            *common,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        worker = subprocess.Popen(
+            [
+                dask,
+                "worker",
+                address,
+                "--nworkers",
+                "2",
+                "--nthreads",
+                "1",
+                "--host",
+                "127.0.0.1",
+                *common,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+@pytest.mark.slow
+def test_dask_cluster_writes_the_same_files(
+    series: Path, tmp_path: Path, dask_cluster: str
+) -> None:
+    convert([series], tmp_path / "local", jobs=2, frames="all")
+    cluster = convert([series], tmp_path / "dask", scheduler=dask_cluster, frames="all")
+    assert (cluster.converted, cluster.skipped, cluster.failed) == (41, 1, 1)
+    assert images(tmp_path / "dask") == images(tmp_path / "local")
+    assert manifest(tmp_path / "dask") == manifest(tmp_path / "local")
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("distributed")
+    from dcmexport.cli import main
+
+    code = main(
+        [
+            "convert",
+            str(pydicom_file("CT_small.dcm")),
+            "-o",
+            str(tmp_path / "o"),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Dask scheduler" in err and "Traceback" not in err
