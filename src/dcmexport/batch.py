@@ -239,7 +239,7 @@ def _skip_up_to_date(
 ) -> Iterator[WorkItem]:
     """Pass on the items that need work; count the others as up to date."""
     for item in items:
-        rows = None if options.overwrite else state.up_to_date(item.source, item.seq)
+        rows = None if options.overwrite else state.up_to_date(item.source, item.seq, item.base)
         if rows is None:
             yield item
             continue

@@ -91,10 +91,15 @@ def read_dataset(path: str | os.PathLike[str], *, stop_before_pixels: bool = Fal
     return ds
 
 
-def transfer_syntax(ds: Dataset) -> UID:
-    """The dataset's Transfer Syntax UID, inferring it for files without file meta."""
+def _meta_syntax(ds: Dataset) -> str | None:
     meta = getattr(ds, "file_meta", None)
     uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    return str(uid) if uid else None
+
+
+def transfer_syntax(ds: Dataset) -> UID:
+    """The dataset's Transfer Syntax UID, inferring it for files without file meta."""
+    uid = _meta_syntax(ds)
     if uid:
         return UID(uid)
     implicit, little = getattr(ds, "original_encoding", (True, True))
@@ -117,11 +122,24 @@ def describe_missing_pixels(ds: Dataset) -> str:
     return f"no pixel data ({name})" if name else "no pixel data"
 
 
+#: JPEG (ISO 10918) codecs apply the colour transform themselves (pydicom reconciles the
+#: declared photometric interpretation with the codestream), so their YBR comes out as RGB.
+_JPEG_FAMILY = {
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+}
+
+
 def codec_converts_colour(ts: UID) -> bool:
-    """True if YBR pixels come out of decoding as RGB (JPEG-family codecs, reconciled by
-    pydicom); False for native and RLE data, whose YBR_FULL(_422) `convert_ybr_to_rgb` turns
-    into RGB with the standard's equations."""
-    return ts.is_encapsulated and ts != pydicom.uid.RLELossless
+    """True if YBR pixels come out of decoding as RGB (the JPEG family, via pydicom).
+
+    For native, RLE, JPEG-LS and JPEG 2000 data a YBR_FULL(_422) photometric interpretation
+    describes the decoded samples, and `pixels.convert_ybr_to_rgb` converts them.
+    (JPEG 2000's YBR_ICT/YBR_RCT are undone by the codec and come out as RGB.)
+    """
+    return str(ts) in _JPEG_FAMILY
 
 
 def plugin_order(ts: UID) -> list[str]:
@@ -162,6 +180,8 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
     plugins = plugin_order(ts)
     src = source if source is not None and _pixels_deferred(ds, ts) else ds
     failures = []
+    # a path without File Meta needs the transfer syntax we inferred from the dataset
+    extra = {"transfer_syntax_uid": ts} if src is not ds and not _meta_syntax(ds) else {}
     for plugin in plugins:
         try:
             return pixel_array(
@@ -170,6 +190,7 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
                 decoding_plugin=plugin,
                 correct_unused_bits=False,
                 as_rgb=codec_converts_colour(ts),
+                **extra,
             )
         except (MemoryError, KeyboardInterrupt):
             raise
@@ -190,16 +211,12 @@ def _pixels_deferred(ds: Dataset, ts: UID) -> bool:
     return getattr(element, "value", None) is None
 
 
-def _frame_count(ds: Dataset) -> int:
+def number_of_frames(ds: Dataset) -> int:
+    """(0028,0008) Number of Frames, 1 when absent or malformed."""
     try:
         return max(int(ds.get("NumberOfFrames") or 1), 1)
     except (TypeError, ValueError):
         return 1
-
-
-def number_of_frames(ds: Dataset) -> int:
-    """(0028,0008) Number of Frames, 1 when absent or malformed."""
-    return _frame_count(ds)
 
 
 def _innermost(exc: BaseException) -> str:

@@ -33,3 +33,7 @@ class PixelDataError(DcmExportError):
 
 class WindowError(DcmExportError):
     """The requested VOI (window or VOI LUT) does not exist in, or does not fit, the file."""
+
+
+class OutsideOutputError(DcmExportError):
+    """An output path would resolve outside the output folder (a hostile name or link)."""

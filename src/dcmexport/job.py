@@ -13,12 +13,14 @@ import traceback
 import warnings
 from pathlib import Path
 
+from pydicom.dataset import Dataset
+
 from . import decoding
 from .errors import DcmExportError, NoPixelDataError, NotDicomError, UsageError
 from .layout import inside_output, relative_to_output
 from .manifest import ManifestRow
 from .options import ConvertOptions
-from .pipeline import Rendered, frame_transforms
+from .pipeline import Rendered, modality_rescale
 from .render import check_renderable, render_decoded
 from .state import temp_dir
 from .writers import encode_still, write_atomic
@@ -51,7 +53,7 @@ class FileResult:
 
 
 def _manifest_row(
-    item: WorkItem, frame: int | None, output: str, rendered: Rendered, ds: object
+    item: WorkItem, frame: int | None, output: str, rendered: Rendered, ds: Dataset
 ) -> ManifestRow:
     row = ManifestRow(
         source=item.source,
@@ -63,9 +65,8 @@ def _manifest_row(
         voi=rendered.voi,
         note=item.note,
     )
-    if rendered.raw_offset is not None:
-        t = frame_transforms(ds, (frame or 1) - 1, check_renderable(ds))  # type: ignore[arg-type]
-        row.rescale_slope, row.rescale_intercept = t.rescale_slope, t.rescale_intercept
+    if rendered.raw_offset is not None:  # so that modality values can be recovered
+        row.rescale_slope, row.rescale_intercept = modality_rescale(ds, (frame or 1) - 1)
     return row
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from .discovery import Found
+from .errors import OutsideOutputError
 
 #: Extensions stripped from input names; any other name is kept whole (`1.2.3` → `1.2.3.png`).
 STRIPPED_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
@@ -25,35 +26,43 @@ class NameRegistry:
 
     A base claims its own name and everything below it (multi-frame stills go in a folder
     named after the base), compared case-insensitively so the result survives a copy to a
-    case-insensitive file system. A later claim that overlaps gets `_2`, `_3`, ... .
+    case-insensitive file system. A later claim that overlaps gets `_2`, `_3`, ... on the
+    part that collides: the file name, or the folder that is already another input's base
+    (`x.dcm` and `x/y.dcm` become `x.png` and `x_2/y.png`). The manifest and dcmexport's
+    own folder are reserved.
     """
 
+    RESERVED = ("manifest.csv", ".dcmexport")
+
     def __init__(self) -> None:
-        self._bases: set[str] = set()
+        self._bases: set[str] = {name.casefold() for name in self.RESERVED}
         self._prefixes: set[str] = set()
 
-    def _taken(self, key: str) -> bool:
-        if key in self._bases or key in self._prefixes:
-            return True
-        parts = key.split("/")
-        return any("/".join(parts[:i]) in self._bases for i in range(1, len(parts)))
+    def _conflict(self, parts: list[str]) -> int | None:
+        """The index of the first part that collides with an earlier claim, or None."""
+        keys = ["/".join(parts[: i + 1]).casefold() for i in range(len(parts))]
+        for i, key in enumerate(keys[:-1]):
+            if key in self._bases:
+                return i
+        if keys[-1] in self._bases or keys[-1] in self._prefixes:
+            return len(parts) - 1
+        return None
 
     def claim(self, base: PurePosixPath) -> tuple[PurePosixPath, str]:
         """A free base derived from `base`, and a note for the manifest if it had to change."""
-        candidate, n = base, 1
-        while self._taken(str(candidate).casefold()):
-            n += 1
-            candidate = base.with_name(f"{base.name}_{n}")
+        original = list(base.parts)
+        parts = list(original)
+        counters: dict[int, int] = {}
+        while (index := self._conflict(parts)) is not None:
+            counters[index] = counters.get(index, 1) + 1
+            parts[index] = f"{original[index]}_{counters[index]}"
+        candidate = PurePosixPath(*parts)
         key = str(candidate).casefold()
         self._bases.add(key)
-        parts = key.split("/")
-        self._prefixes.update("/".join(parts[:i]) for i in range(1, len(parts)))
-        note = "" if n == 1 else f"name collision: {base} taken, wrote {candidate}"
+        key_parts = key.split("/")
+        self._prefixes.update("/".join(key_parts[:i]) for i in range(1, len(key_parts)))
+        note = "" if parts == original else f"name collision: {base} taken, wrote {candidate}"
         return candidate, note
-
-
-class OutsideOutputError(ValueError):
-    """An output path would resolve outside the output folder."""
 
 
 def inside_output(out_root: Path, rel: PurePosixPath | str) -> Path:

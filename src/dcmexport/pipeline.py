@@ -188,6 +188,14 @@ def _rescale(source: Dataset) -> tuple[float, float]:
     return slope, intercept
 
 
+def modality_rescale(ds: Dataset, frame_index: int) -> tuple[float, float]:
+    """(Rescale Slope, Rescale Intercept) that apply to a frame; (1, 0) where none applies."""
+    if str(ds.get("SOPClassUID", "")) in _NO_MODALITY_LUT_CLASSES:
+        return 1.0, 0.0
+    source = _functional_group(ds, frame_index, "PixelValueTransformationSequence") or ds
+    return _rescale(source)
+
+
 def _modality_minimum(desc: PixelDescription, slope: float, intercept: float) -> float:
     """Smallest modality value the stored range can produce: decides LUT first-value sign."""
     if desc.pixel_representation:
@@ -199,11 +207,8 @@ def _modality_minimum(desc: PixelDescription, slope: float, intercept: float) ->
 
 def frame_transforms(ds: Dataset, frame_index: int, desc: PixelDescription) -> FrameTransforms:
     """Collect the Modality, VOI and polarity transforms for 0-based `frame_index`."""
-    rescale_source = _functional_group(ds, frame_index, "PixelValueTransformationSequence") or ds
     voi_source = _functional_group(ds, frame_index, "FrameVOILUTSequence") or ds
-    slope, intercept = _rescale(rescale_source)
-    if str(ds.get("SOPClassUID", "")) in _NO_MODALITY_LUT_CLASSES:
-        slope, intercept = 1.0, 0.0
+    slope, intercept = modality_rescale(ds, frame_index)
     modality_lut = None
     mlut_item = _item(ds, "ModalityLUTSequence")
     if mlut_item is not None and str(ds.get("SOPClassUID", "")) not in _NO_MODALITY_LUT_CLASSES:
@@ -304,16 +309,18 @@ def render_stored(stored: np.ndarray, t: FrameTransforms, spec: WindowSpec, bits
     return Rendered(image, voi=f"VOI LUT {voi.explanation}".strip())
 
 
-def render_raw(stored: np.ndarray, desc: PixelDescription) -> Rendered:
-    """Stored values unchanged: unsigned as they are, signed + 32768 (CONTRACT.md `--raw`)."""
+def render_raw(stored: np.ndarray, desc: PixelDescription, bits: int) -> Rendered:
+    """Stored values unchanged: unsigned as they are, signed + 32768 (CONTRACT.md `--raw`).
+
+    Written at `bits`, or at 16 when the stored values need more than 8 bits.
+    """
     if desc.bits_stored > 16:
         raise UsageError(f"--raw: {desc.bits_stored}-bit stored values do not fit a 16-bit image")
     offset = 32768 if desc.pixel_representation else 0
-    if desc.bits_stored <= 8 and not offset:
+    if bits == 8 and desc.bits_stored <= 8 and not offset:
         return Rendered(stored.astype(np.uint8), voi="raw", raw_offset=0)
-    return Rendered(
-        (stored.astype(np.int32) + offset).astype(np.uint16), voi="raw", raw_offset=offset
-    )
+    shifted = (stored.astype(np.int32) + offset).astype(np.uint16)
+    return Rendered(shifted, voi="raw", raw_offset=offset)
 
 
 def render_colour(rgb: np.ndarray, bits_in: int, bits: int) -> Rendered:

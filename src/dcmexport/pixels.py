@@ -150,18 +150,36 @@ def padding_mask(
     return (stored >= low) & (stored <= high)
 
 
-def convert_ybr_to_rgb(ybr: np.ndarray, bits: int) -> np.ndarray:
-    """YBR_FULL (and YBR_FULL_422, once upsampled) to RGB, PS3.3 C.7.6.3.1.2, floored.
+def convert_ybr_to_rgb(ybr: np.ndarray, bits: int, *, subsampled: bool = False) -> np.ndarray:
+    """YBR_FULL or YBR_FULL_422 (already upsampled) to RGB (PS3.3 C.7.6.3.1.2), as DCMTK does.
 
-    The inverse of the standard's forward equations, with chroma centred on 2^(bits−1).
-    Flooring, like every quantisation here, keeps us within ±1 of DCMTK; pydicom's rounding
-    conversion is off by 2 on some pixels.
+    The inverse of the standard's forward equations with DCMTK's constants: chroma centred
+    on (2^bits − 1)/2 and each result truncated; for 8-bit YBR_FULL every chroma term is
+    truncated separately, through the tables DCMTK builds. This agrees with DCMTK exactly,
+    whereas centring on 2^(bits−1) is off by 2 on about a sixth of the pixels.
     """
-    v = np.asarray(ybr, dtype=np.float64)
-    half, top = float(1 << (bits - 1)), float((1 << bits) - 1)
-    y, cb, cr = v[..., 0], v[..., 1] - half, v[..., 2] - half
-    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
-    np.clip(np.floor(rgb + QUANTISE_EPSILON), 0, top, out=rgb)
+    v = np.asarray(ybr)
+    top = float((1 << bits) - 1)
+    y, cb, cr = (v[..., i].astype(np.float64) for i in range(3))
+    if bits == 8 and not subsampled:
+        table = np.arange(256, dtype=np.float64)
+        r_cr = np.trunc(1.402 * table - 0.701 * 255)
+        g_cb = np.trunc(0.3441 * table)
+        g_cr = np.trunc(0.7141 * table - 0.5291 * 255)
+        b_cb = np.trunc(1.772 * table - 0.8859 * 255)
+        icb, icr = v[..., 1], v[..., 2]
+        rgb = np.stack([y + r_cr[icr], y - g_cb[icb] - g_cr[icr], y + b_cb[icb]], axis=-1)
+    else:
+        rgb = np.stack(
+            [
+                y + 1.402 * cr - 0.701 * top,
+                y - 0.3441 * cb - 0.7141 * cr + 0.5291 * top,
+                y + 1.772 * cb - 0.8859 * top,
+            ],
+            axis=-1,
+        )
+        rgb = np.trunc(rgb)
+    np.clip(rgb, 0, top, out=rgb)
     return rgb.astype(np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32)
 
 

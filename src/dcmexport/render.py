@@ -65,26 +65,35 @@ def render_decoded(
         rgb, lut_bits = _palette_to_rgb(decoded, ds)
         return render_colour(rgb, lut_bits, bits)
     if decoded.ndim == 3:
-        ts = decoding.transfer_syntax(ds)
-        ybr = desc.photometric_interpretation in ("YBR_FULL", "YBR_FULL_422")
-        if ybr and not raw and not decoding.codec_converts_colour(ts):
-            decoded = px.convert_ybr_to_rgb(decoded, desc.bits_stored)
-        if raw:
-            depth = 8 if desc.bits_allocated <= 8 else 16
-            return render_colour(decoded, depth, depth)
-        return render_colour(decoded, min(desc.bits_stored, decoded.dtype.itemsize * 8), bits)
+        return _render_colour_samples(decoded, ds, desc, bits=bits, raw=raw)
     if desc.bits_allocated > 1:
-        high_bit = desc.high_bit
-        if decoding.transfer_syntax(ds).is_encapsulated:
-            high_bit = desc.bits_stored - 1  # codecs return samples in the low bits
         stored = px.extract_stored_values(
-            decoded, desc.bits_stored, high_bit, desc.pixel_representation
+            decoded, desc.bits_stored, desc.high_bit, desc.pixel_representation
         )
     else:
         stored = decoded
     if raw:
-        return render_raw(stored, desc)
+        return render_raw(stored, desc, bits)
     return render_stored(stored, frame_transforms(ds, frame_index, desc), window, bits)
+
+
+def _render_colour_samples(
+    decoded: np.ndarray, ds: Dataset, desc: PixelDescription, *, bits: int, raw: bool
+) -> Rendered:
+    """RGB or YBR samples: mask to Bits Stored, convert YBR, scale to the export depth."""
+    samples = decoded
+    if desc.bits_stored < decoded.dtype.itemsize * 8:
+        samples = px.extract_stored_values(decoded, desc.bits_stored, desc.high_bit, 0)
+    if raw:
+        depth = max(bits, 8 if desc.bits_stored <= 8 else 16)
+        return Rendered(px.rescale_colour_depth(samples, depth, depth), voi="raw", raw_offset=0)
+    photometric = desc.photometric_interpretation
+    ts = decoding.transfer_syntax(ds)
+    if photometric in ("YBR_FULL", "YBR_FULL_422") and not decoding.codec_converts_colour(ts):
+        samples = px.convert_ybr_to_rgb(
+            samples, desc.bits_stored, subsampled=photometric == "YBR_FULL_422"
+        )
+    return render_colour(samples, desc.bits_stored, bits)
 
 
 def render_dataset_frame(

@@ -88,11 +88,13 @@ class RunState:
         self._last_commit = time.monotonic()
         self._db.execute("BEGIN")
 
-    def up_to_date(self, source: str, seq: int) -> list[ManifestRow] | None:
+    def up_to_date(self, source: str, seq: int, base: str) -> list[ManifestRow] | None:
         """The rows of an earlier conversion of `source` that still holds, else None.
 
         It holds when the input is unchanged, the options are the same, the earlier result was
-        `ok` or `skipped`, and every output it lists exists. It is then counted in this run.
+        `ok` or `skipped`, and every output it lists exists under the output `base` planned
+        for it in this run (another input may have taken its old name). It is then counted
+        in this run.
         """
         found = self._db.execute(
             "SELECT size, mtime_ns, options_key, status, rows FROM files WHERE source = ?",
@@ -103,8 +105,12 @@ class RunState:
         if _fingerprint(source) != (found[0], found[1]):
             return None
         rows = _rows_from_json(found[4])
-        if not all((self.out_root / r.output).is_file() for r in rows if r.output):
-            return None
+        for row in rows:
+            if not row.output:
+                continue
+            mine = row.output.startswith(f"{base}/") or row.output.rpartition(".")[0] == base
+            if not mine or not (self.out_root / row.output).is_file():
+                return None
         self._db.execute(
             "UPDATE files SET run = ?, seq = ? WHERE source = ?", (self.run, seq, source)
         )
