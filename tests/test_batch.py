@@ -223,3 +223,20 @@ def test_unreachable_scheduler_is_a_usage_error(tmp_path: Path, capsys) -> None:
     assert code == 2
     err = capsys.readouterr().err
     assert "cannot reach the Dask scheduler" in err and "Traceback" not in err
+
+
+def test_resume_never_reuses_another_inputs_output(tmp_path: Path) -> None:
+    """Run 1 writes a/x.dcm → x.png; run 2 with b/x.dcm first gives x.png to b: a is redone."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = tmp_path / "a" / "x.dcm", tmp_path / "b" / "x.dcm"
+    shutil.copy(pydicom_file("CT_small.dcm"), a)
+    shutil.copy(pydicom_file("MR_small.dcm"), b)
+    out = tmp_path / "out"
+    convert([a], out, jobs=1)
+    second = convert([b, a], out, jobs=1)
+    assert (second.converted, second.up_to_date) == (2, 0)
+    rows = {Path(r["source"]).parent.name: r["output"] for r in manifest(out)}
+    assert rows == {"b": "x.png", "a": "x_2.png"}
+    assert Image.open(out / "x.png").size == (64, 64)  # MR_small
+    assert Image.open(out / "x_2.png").size == (128, 128)  # CT_small

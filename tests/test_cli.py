@@ -305,3 +305,30 @@ def test_library_api_as_documented(tmp_path: Path) -> None:
     with pytest.raises(dcmexport.UsageError):
         dcmexport.convert([ct], tmp_path / "c", options=opts, bits=8)
     assert issubclass(dcmexport.NotDicomError, dcmexport.DcmExportError)
+
+
+def test_a_file_and_a_folder_of_the_same_name_both_convert(tmp_path: Path) -> None:
+    """`CT.dcm` and `CT/IM1.dcm` (any case) must not hang or overwrite: the folder moves."""
+    src = tmp_path / "in"
+    (src / "CT").mkdir(parents=True)
+    (src / "img").mkdir()
+    shutil.copy(pydicom_file("CT_small.dcm"), src / "ct.dcm")
+    shutil.copy(pydicom_file("MR_small.dcm"), src / "CT" / "IM1.dcm")
+    shutil.copy(pydicom_file("CT_small.dcm"), src / "IMG.dcm")
+    shutil.copy(pydicom_file("MR_small.dcm"), src / "img" / "a.dcm")
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "-o", str(out), "-q", "-j", "1"]) == 0
+    outputs = sorted(r["output"] for r in read_manifest(out))
+    assert outputs == ["CT/IM1.png", "IMG.png", "ct_2.png", "img_2/a.png"]
+
+
+@pytest.mark.parametrize("name", ["manifest.csv", ".dcmexport.dcm"])
+def test_reserved_names_in_out_are_never_taken(name: str, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(pydicom_file("SC_rgb_rle_2frame.dcm"), src / name)
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "-o", str(out), "-q", "--frames", "all"]) == 0
+    assert (out / "manifest.csv").is_file()
+    assert [r["status"] for r in read_manifest(out)] == ["ok", "ok"]
+    assert all(not r["output"].startswith(".dcmexport/") for r in read_manifest(out))

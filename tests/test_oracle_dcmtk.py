@@ -8,6 +8,7 @@ valid oracle the case says why and is checked against the formula instead.
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from pathlib import Path
 
@@ -130,27 +131,22 @@ def _image_only_copy(ds: pydicom.Dataset, ts: pydicom.uid.UID) -> pydicom.Datase
     return fresh
 
 
-def _dcmtk_args(
-    ds: pydicom.Dataset, mode: str, ours_window: tuple[float, float] | None
-) -> list[str]:
+def _dcmtk_args(ds: pydicom.Dataset, mode: str, ours_window: tuple) -> list[str]:
+    """The DCMTK options that ask for what we rendered (RENDERING.md's oracle table)."""
+    from dcmexport.windowing import Window, file_windows
+
     if _is_colour(ds):
         return []
     if mode == "40,400":
         return ["+Ww", "40", "400", "+Wfl"]
     if mode == "auto" and "VOILUTSequence" in ds:
         return ["+Wl", "1"]
-    if mode == "auto" and any(w.width >= 1 for w in _windows(ds)):
-        return ["+Wi", "1"]
+    usable = [i for i, w in enumerate(file_windows(ds), 1) if isinstance(w, Window)]
+    if mode == "auto" and usable:
+        return ["+Wi", str(usable[0])]
     # min-max: DCMTK ignores Pixel Padding Value, so give it the window we computed (exact)
-    assert ours_window is not None
     center, width = ours_window
     return ["+Ww", repr(center), repr(width), "+Wfl"]
-
-
-def _windows(ds: pydicom.Dataset) -> list:
-    from dcmexport.windowing import file_windows
-
-    return file_windows(ds)
 
 
 def _tolerance(ds: pydicom.Dataset, bits: int, colour: bool) -> int:
@@ -250,3 +246,109 @@ def test_undecodable_files_raise_a_clear_error(name: str) -> None:
 
     with pytest.raises(DcmExportError):
         render_frame(path)
+
+
+# --- Real-world oddities, built by hand and rendered by both -----------------------------------
+
+
+def _image(
+    pixels: np.ndarray, photometric: str, bits_stored: int, high_bit: int, **attributes: object
+) -> pydicom.Dataset:
+    """A Secondary Capture dataset (explicit VR LE) holding `pixels` as they are."""
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "OT"
+    colour = pixels.ndim == 3 and photometric != "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.SamplesPerPixel = 3 if colour else 1
+    if colour:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits_stored, high_bit, 0
+    ds.PixelData = pixels.tobytes()
+    ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def _oddities() -> dict[str, tuple[pydicom.Dataset, str, str | None]]:
+    """name → (dataset, window, compression transfer syntax or None)."""
+    rng = np.random.default_rng(7)
+    ybr = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    grey12 = rng.integers(0, 4096, (64, 64), dtype=np.uint16)
+    junk = rng.integers(0, 16, (64, 64), dtype=np.uint16)
+    high15 = (grey12 << 4) | junk  # 12 bits stored at High Bit 15, junk below
+    rgb12 = rng.integers(0, 4096, (32, 32, 3), dtype=np.uint16) | (0xA << 12)  # junk on top
+    window = {"WindowCenter": 2048, "WindowWidth": 3000}
+    rle, jpegls = pydicom.uid.RLELossless, pydicom.uid.JPEGLSLossless
+    return {
+        "ybr-full-native": (_image(ybr, "YBR_FULL", 8, 7), "auto", None),
+        "ybr-full-rle": (_image(ybr, "YBR_FULL", 8, 7), "auto", rle),
+        "ybr-full-jpegls": (_image(ybr, "YBR_FULL", 8, 7), "auto", jpegls),
+        "high-bit-15-native": (_image(high15, "MONOCHROME2", 12, 15, **window), "auto", None),
+        "high-bit-15-rle": (_image(high15, "MONOCHROME2", 12, 15, **window), "auto", rle),
+        "rgb-12-bits-junk-above": (_image(rgb12, "RGB", 12, 11), "auto", None),
+        "window-width-0-then-valid": (
+            _image(grey12, "MONOCHROME2", 12, 11, WindowCenter=[100, 2000], WindowWidth=[0, 900]),
+            "auto",
+            None,
+        ),
+    }
+
+
+ODDITIES = _oddities()
+
+
+@pytest.mark.dcmtk
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("name", sorted(ODDITIES))
+def test_oddities_match_dcmtk(name: str, bits: int, tmp_path: Path, dcm2pnm: str) -> None:
+    original, window, compression = ODDITIES[name]
+    ds = copy.deepcopy(original)
+    if compression == pydicom.uid.JPEGLSLossless:
+        ds.compress(compression, encoding_plugin="pyjpegls")
+    elif compression is not None:
+        ds.compress(compression)
+    path = tmp_path / f"{name}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    problem = _disagreement(path, window, bits, tmp_path)
+    assert problem is None, problem
+
+
+@pytest.mark.dcmtk
+def test_large_file_without_file_meta_decodes_per_frame(tmp_path: Path, dcm2pnm: str) -> None:
+    """Over 8 MB the pixel data stays on disk; without File Meta the syntax must be passed."""
+    frames = (np.arange(2 * 1100 * 2048, dtype=np.uint32) % 4096).astype(np.uint16)
+    ds = _image(frames.reshape(2, 1100, 2048)[0], "MONOCHROME2", 12, 11)
+    ds.NumberOfFrames = 2
+    ds.PixelData = frames.tobytes()
+    path = tmp_path / "no-meta.dcm"
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.preamble = None
+    pydicom.dcmwrite(path, ds, implicit_vr=True, little_endian=True)  # no preamble or meta
+    assert not decoding.has_dicm_prefix(path)
+    second = render_frame(path, frame=2, window="minmax")
+    stored = frames.reshape(2, 1100, 2048)[1].astype(np.int64)
+    assert np.array_equal(second, stored * 255 // 4095)  # min-max of frame 2: 0..4095
+
+
+def test_broken_voi_lut_does_not_stop_an_explicit_window() -> None:
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [256, 0, 8]  # but no LUT Data
+    ds = _image(np.arange(64, dtype=np.uint16).reshape(8, 8), "MONOCHROME2", 12, 11)
+    plain = copy.deepcopy(ds)
+    ds.VOILUTSequence = pydicom.Sequence([item])
+    explicit = render_frame(ds, window="32,64")
+    assert np.array_equal(explicit, render_frame(plain, window="32,64"))
+    assert render_frame(ds).max() == 255  # auto passes over the broken LUT: min-max
+    from dcmexport.errors import WindowError
+
+    with pytest.raises(WindowError, match="VOI LUT 1"):
+        render_frame(ds, window="file:1")

@@ -556,11 +556,53 @@ def test_zero_width_window_is_ignored(bits: int) -> None:
         render_frame(ds, window="file", bits=bits)
 
 
-def test_zero_width_pair_skipped_in_multi_valued_window() -> None:
+def test_zero_width_pair_keeps_numbering_and_auto_passes_over_it() -> None:
+    """file:N numbers the file's windows as the file (and DCMTK's +Wi N) does."""
     stored = ramp(0, 100)
     ds = make_ds(stored, WindowCenter=[40, 50], WindowWidth=[0, 20])
-    got = render_frame(ds, window="file:1")
-    assert got.tolist() == expected_linear(stored, 50, 20, 8)
+    with pytest.raises(WindowError, match="width 0"):
+        render_frame(ds, window="file:1")
+    assert render_frame(ds, window="file:2").tolist() == expected_linear(stored, 50, 20, 8)
+    assert render_frame(ds, window="auto").tolist() == expected_linear(stored, 50, 20, 8)
+
+
+@pytest.mark.parametrize(
+    ("slope", "intercept", "center", "width", "expected"),
+    [
+        ("1,00", "-1024", "40", "400", (1.0, -1024.0, 40.0, 400.0)),  # decimal comma
+        ("1", "-1024", "2000,5", "400.0 ", (1.0, -1024.0, 2000.0, 400.0)),
+    ],
+)
+def test_malformed_decimal_strings_read_leniently(
+    slope: str, intercept: str, center: str, width: str, expected: tuple
+) -> None:
+    """DCMTK reads the leading number of a malformed DS; so do we (not drop the rescale)."""
+    stored = ramp(0, 3000)
+    got = render_frame(_with_raw_ds(make_ds(stored), slope, intercept, center, width))
+    s, i, c, w = expected
+    assert got.tolist() == expected_linear(stored, c, w, 8, slope=s, intercept=i)
+
+
+def _with_raw_ds(ds: Dataset, *values: str) -> Dataset:
+    """`ds` saved and read back with Rescale Slope/Intercept and Window Center/Width holding
+    the given DS strings verbatim, as a real file with malformed values reads."""
+    import io
+    import struct
+
+    import pydicom
+
+    tags = [(0x0028, 0x1053), (0x0028, 0x1052), (0x0028, 0x1050), (0x0028, 0x1051)]
+    for (group, element), value in zip(tags, values, strict=True):
+        ds.add_new((group, element), "LO", value)
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    for group, element in tags:
+        tag = struct.pack("<HH", group, element)
+        data = data.replace(tag + b"LO", tag + b"DS")
+    return pydicom.dcmread(io.BytesIO(data))
 
 
 def test_file_numbering_luts_first_then_windows() -> None:

@@ -32,7 +32,7 @@ from pydicom.uid import (
     XRayAngiographicImageStorage,
 )
 
-from dcmexport.sample import write_ct_series, write_samples
+from dcmexport.sample import SAMPLE_MARKER, write_ct_series, write_samples
 
 CT_SLICES, CT_SIZE = 20, 256
 ENCODINGS = {
@@ -400,5 +400,24 @@ def test_rerun_is_identical_and_removes_stale_slices(
         assert a.read_bytes() == b.read_bytes(), a
     fewer = write_samples(tmp_path, ct_slices=CT_SLICES - 2, size=CT_SIZE)
     on_disk = {p for p in tmp_path.rglob("*") if p.is_file()}
-    assert on_disk == set(fewer)
+    assert on_disk == {*fewer, tmp_path / SAMPLE_MARKER}
     assert len(FileSet(tmp_path / "cd" / "DICOMDIR")) == CT_SLICES
+
+
+def test_sample_refuses_a_folder_with_other_files(tmp_path: Path) -> None:
+    """`dcmexport sample` replaces files by name: never in a folder of someone's own data."""
+    from dcmexport.errors import UsageError
+
+    target = tmp_path / "dicom_data"
+    (target / "CT").mkdir(parents=True)
+    precious = target / "CT" / "CT_0030.dcm"
+    precious.write_bytes(b"real data")
+    with pytest.raises(UsageError, match="did not write"):
+        write_samples(target, ct_slices=2, size=64)
+    assert precious.read_bytes() == b"real data"
+    assert not (target / "MR").exists()
+
+
+def test_sample_may_rewrite_its_own_folder(tmp_path: Path) -> None:
+    write_samples(tmp_path / "s", ct_slices=2, size=64)
+    assert write_samples(tmp_path / "s", ct_slices=2, size=64)  # no error the second time

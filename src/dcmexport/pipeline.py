@@ -16,7 +16,16 @@ from pydicom.dataset import Dataset
 
 from . import pixels as px
 from .errors import PixelDataError, UsageError
-from .windowing import VoiLut, VoiLutFunction, Window, WindowSpec, file_windows, select_voi
+from .windowing import (
+    UnusableVoi,
+    VoiLut,
+    VoiLutFunction,
+    Window,
+    WindowSpec,
+    decimal_value,
+    file_windows,
+    select_voi,
+)
 
 _MAX_LUT_SPAN = 1 << 20  # build a lookup table when the stored range is at most this wide
 
@@ -82,8 +91,8 @@ class FrameTransforms:
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
     modality_lut: ModalityLut | None = None
-    windows: tuple[Window, ...] = ()
-    voi_luts: tuple[VoiLut, ...] = ()
+    windows: tuple[Window | UnusableVoi, ...] = ()
+    voi_luts: tuple[VoiLut | UnusableVoi, ...] = ()
     invert: bool = False
     padding: tuple[int, int | None] | None = None
 
@@ -114,6 +123,8 @@ def read_lut(item: Dataset, ds: Dataset, signed_input: bool) -> tuple[int, int, 
     try:
         entries, first, bits = (int(v) for v in item.LUTDescriptor)
         raw = item.LUTData
+        if raw is None:
+            raise ValueError("no LUT Data")
     except (AttributeError, TypeError, ValueError) as exc:
         raise PixelDataError(f"malformed LUT (LUT Descriptor/LUT Data: {exc})") from None
     entries = entries % 65536 or 65536
@@ -175,15 +186,14 @@ def _padding(ds: Dataset, desc: PixelDescription) -> tuple[int, int | None] | No
 def _rescale(source: Dataset) -> tuple[float, float]:
     """Rescale Slope and Intercept (PS3.3 C.11.1), or identity when unusable.
 
-    Both are required together (Type 1C); one without the other, a zero or non-numeric slope
-    is ignored, as DCMTK and pydicom do.
+    Both are required together (Type 1C); one without the other or a zero slope is ignored,
+    as DCMTK and pydicom do. Malformed DS strings are read leniently (``"1,00"`` is 1).
     """
-    try:
-        slope = float(source.RescaleSlope)
-        intercept = float(source.RescaleIntercept)
-    except (AttributeError, TypeError, ValueError):
-        return 1.0, 0.0
-    if slope == 0 or not (np.isfinite(slope) and np.isfinite(intercept)):
+    slope = decimal_value(source.get("RescaleSlope", "")) if "RescaleSlope" in source else None
+    intercept = (
+        decimal_value(source.get("RescaleIntercept", "")) if "RescaleIntercept" in source else None
+    )
+    if slope is None or intercept is None or slope == 0:
         return 1.0, 0.0
     return slope, intercept
 
@@ -216,9 +226,13 @@ def frame_transforms(ds: Dataset, frame_index: int, desc: PixelDescription) -> F
         first, bits, data = read_lut(mlut_item, ds, bool(desc.pixel_representation))
         modality_lut = ModalityLut(first, bits, data)
     signed_modality = modality_lut is None and _modality_minimum(desc, slope, intercept) < 0
-    voi_luts = []
-    for item in getattr(voi_source, "VOILUTSequence", None) or []:
-        first, bits, data = read_lut(item, ds, signed_modality)
+    voi_luts: list[VoiLut | UnusableVoi] = []
+    for number, item in enumerate(getattr(voi_source, "VOILUTSequence", None) or [], 1):
+        try:
+            first, bits, data = read_lut(item, ds, signed_modality)
+        except PixelDataError as exc:  # unusable unless asked for: an explicit window still works
+            voi_luts.append(UnusableVoi(f"VOI LUT {number}: {exc}"))
+            continue
         voi_luts.append(VoiLut(first, bits, data, str(item.get("LUTExplanation", ""))))
     photometric = desc.photometric_interpretation
     shape = str(ds.get("PresentationLUTShape", "")).strip().upper()

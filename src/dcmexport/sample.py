@@ -76,6 +76,8 @@ from pydicom.uid import (
     XRayAngiographicImageStorage,
 )
 
+from .errors import UsageError
+
 __all__ = ["write_ct_series", "write_samples"]
 
 logger = logging.getLogger(__name__)
@@ -1079,6 +1081,25 @@ def _remove_stale_ct(folder: Path, keep: Sequence[Path]) -> None:
             path.unlink()
 
 
+#: Marks a folder as written by `write_samples`, so a rerun may rewrite it and nothing else.
+SAMPLE_MARKER = ".dcmexport-sample"
+
+
+def _check_target(root: Path) -> None:
+    """Refuse to write into a folder that holds anything but an earlier sample set.
+
+    Writing replaces files by name and removes stale CT slices: in a folder of real data
+    (the default, ./dicom_data, is also `convert`'s default input) that would destroy it.
+    """
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root} exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not (root / SAMPLE_MARKER).exists():
+        raise UsageError(
+            f"{root} already holds files that dcmexport did not write: "
+            "choose an empty or new folder with -o"
+        )
+
+
 def write_samples(
     directory: str | os.PathLike[str], *, ct_slices: int = 24, size: int = 512
 ) -> list[Path]:
@@ -1090,7 +1111,9 @@ def write_samples(
     if ct_slices < 1 or size < 16:
         raise ValueError("need ct_slices >= 1 and size >= 16")
     root = Path(directory)
+    _check_target(root)
     root.mkdir(parents=True, exist_ok=True)
+    (root / SAMPLE_MARKER).write_text("written by `dcmexport sample`; safe to rewrite\n")
     try:
         written = _write_all(root, ct_slices, size)
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -113,12 +114,38 @@ def _multi(value: object) -> list:
     return list(value)
 
 
-def file_windows(attrs: object) -> list[Window]:
-    """The file's Window Center/Width pairs, skipping malformed ones.
+_LEADING_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def decimal_value(value: object) -> float | None:
+    """A DS value as a float, leniently: the leading number of a malformed string, as DCMTK
+    reads it (``"1,00"`` → 1.0, ``"2000,5"`` → 2000.0); None if there is none."""
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        match = _LEADING_NUMBER.match(str(value))
+        if match is None:
+            return None
+        number = float(match.group(0))
+    return number if math.isfinite(number) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class UnusableVoi:
+    """A window or VOI LUT the file declares but that cannot be applied, and why.
+
+    Kept in place so that ``file:N`` numbering matches the file (and DCMTK's +Wi/+Wl).
+    """
+
+    reason: str
+
+
+def file_windows(attrs: object) -> list[Window | UnusableVoi]:
+    """The file's Window Center/Width pairs, in the file's order.
 
     `attrs` is any object with DICOM keyword attributes (a Dataset or a functional-group
-    item). VM mismatches use the shorter list; pairs with a width < 1 (0 happens in real
-    files) or non-numeric values are dropped, so ``auto`` falls back to the next choice.
+    item). VM mismatches use the shorter list. A pair with non-numeric values or a width
+    < 1 (0 happens in real files; PS3.3 C.11.2.1.2 requires ≥ 1) is an `UnusableVoi`.
     """
     centers = _multi(getattr(attrs, "WindowCenter", None))
     widths = _multi(getattr(attrs, "WindowWidth", None))
@@ -128,40 +155,41 @@ def file_windows(attrs: object) -> list[Window]:
         function = VoiLutFunction(function_text)
     except ValueError:
         function = VoiLutFunction.LINEAR
-    windows = []
+    windows: list[Window | UnusableVoi] = []
     for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
-        try:
-            center, width = float(c), float(w)
-        except (TypeError, ValueError):
-            continue
-        if not (math.isfinite(center) and math.isfinite(width)):
-            continue
-        if width < 1 and not (function is VoiLutFunction.LINEAR_EXACT and width > 0):
-            continue  # unusable (PS3.3 C.11.2.1.2 needs ≥ 1); DCMTK ignores it too
-        label = str(explanations[i]) if i < len(explanations) else ""
-        windows.append(Window(center, width, function, label))
+        center, width = decimal_value(c), decimal_value(w)
+        if center is None or width is None:
+            windows.append(UnusableVoi(f"window {i + 1} is not numeric ({c!r}, {w!r})"))
+        elif width < 1 and not (function is VoiLutFunction.LINEAR_EXACT and width > 0):
+            windows.append(UnusableVoi(f"window {i + 1} has width {width:g} (must be ≥ 1)"))
+        else:
+            label = str(explanations[i]) if i < len(explanations) else ""
+            windows.append(Window(center, width, function, label))
     return windows
 
 
 def select_voi(
     spec: WindowSpec,
-    windows: list[Window],
-    voi_luts: list[VoiLut],
+    windows: Sequence[Window | UnusableVoi],
+    voi_luts: Sequence[VoiLut | UnusableVoi],
 ) -> Window | VoiLut | None:
     """The VOI transform `spec` asks for; `None` means min-max over the pixels.
 
     The file's VOI transforms are numbered VOI LUT Sequence items first, then windows, so
     that ``file:1`` is what ``auto`` picks (PS3.4 N.2.1.1 prefers neither; DCMTK numbers the
-    two lists separately with +Wl/+Wi).
+    two lists separately with +Wl/+Wi). ``auto`` passes over unusable ones.
     """
     if spec.kind == "explicit":
         return Window(spec.center, spec.width, VoiLutFunction.LINEAR, spec.text)
     if spec.kind == "minmax":
         return None
-    available: list[Window | VoiLut] = [*voi_luts, *windows]
+    available: list[Window | VoiLut | UnusableVoi] = [*voi_luts, *windows]
     if spec.kind == "auto":
-        return available[0] if available else None
+        return next((v for v in available if not isinstance(v, UnusableVoi)), None)
     if spec.index > len(available):
         have = "no window or VOI LUT" if not available else f"only {len(available)}"
         raise WindowError(f"--window file:{spec.index} asked for, but the file has {have}")
-    return available[spec.index - 1]
+    chosen = available[spec.index - 1]
+    if isinstance(chosen, UnusableVoi):
+        raise WindowError(f"--window file:{spec.index}: {chosen.reason}")
+    return chosen
