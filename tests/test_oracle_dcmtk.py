@@ -206,8 +206,7 @@ def sample_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     from dcmexport.sample import write_samples
 
     folder = tmp_path_factory.mktemp("samples")
-    write_samples(folder, ct_slices=2, size=256)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "DICOMDIR")
+    return sorted(p for p in write_samples(folder, ct_slices=2, size=256) if p.name != "DICOMDIR")
 
 
 # DCMTK 3.6.7 has no segmented palette support ("segmented palettes not yet supported");
