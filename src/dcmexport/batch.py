@@ -130,8 +130,13 @@ def _executor(jobs: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
     # fork starts workers in milliseconds with dcmexport already imported; spawn elsewhere
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    try:
         yield pool
+    except BaseException:  # Ctrl-C or a crash: drop queued chunks instead of finishing them
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 @contextlib.contextmanager
