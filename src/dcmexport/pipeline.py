@@ -54,6 +54,11 @@ class PixelDescription:
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> PixelDescription:
+        missing = [k for k in ("Rows", "Columns", "BitsAllocated") if ds.get(k) in (None, "")]
+        if missing:
+            raise PixelDataError(
+                f"pixel data without {', '.join(missing)} (incomplete Image Pixel module)"
+            )
         try:
             bits_allocated = int(ds.BitsAllocated)
             bits_stored = int(ds.get("BitsStored") or bits_allocated)
@@ -69,11 +74,7 @@ class PixelDescription:
                 pixel_representation=int(ds.get("PixelRepresentation") or 0),
             )
         except (AttributeError, TypeError, ValueError) as exc:
-            raise PixelDataError(f"incomplete Image Pixel module ({exc})") from None
-
-    @property
-    def is_colour(self) -> bool:
-        return self.samples_per_pixel > 1 or self.photometric_interpretation == "PALETTE COLOR"
+            raise PixelDataError(f"unusable Image Pixel module ({exc})") from None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
