@@ -258,7 +258,7 @@ def test_input_option_and_output_folder_inside_input(inputs: Path) -> None:
 def test_every_command_has_help(capsys) -> None:
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert {"convert", "sample"} <= set(commands)
+    assert {"convert", "info", "sample"} <= set(commands)
     for name in commands:
         with pytest.raises(SystemExit) as info:
             main([name, "--help"])
@@ -332,3 +332,30 @@ def test_reserved_names_in_out_are_never_taken(name: str, tmp_path: Path) -> Non
     assert (out / "manifest.csv").is_file()
     assert [r["status"] for r in read_manifest(out)] == ["ok", "ok"]
     assert all(not r["output"].startswith(".dcmexport/") for r in read_manifest(out))
+
+
+@pytest.mark.parametrize("spelling", ["PatientName", "0010,0010", "(0010,0010)", "0x00100010"])
+def test_info_tag_spellings_print_the_same_line(spelling: str, capsys) -> None:
+    assert main(["info", str(pydicom_file("CT_small.dcm")), "--tag", spelling]) == 0
+    assert capsys.readouterr().out == (
+        "(0010,0010) Patient's Name                       PN: 'CompressedSamples^CT1'\n"
+    )
+
+
+def test_info_dump_json_and_errors(tmp_path: Path, capsys) -> None:
+    import json
+
+    ct = str(pydicom_file("CT_small.dcm"))
+    assert main(["info", ct]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("File Meta Information") and "(7FE0,0010) Pixel Data" in out
+    assert main(["info", ct, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["00100020"]["Value"] == ["1CT1"]
+    assert main(["info", ct, "--find", "pat"]) == 0
+    assert "Patient ID" in capsys.readouterr().out
+    assert main(["info", ct, "--tag", "0x00181030"]) == 1  # Protocol Name: not in this file
+    (tmp_path / "x.txt").write_text("hello")
+    assert main(["info", str(tmp_path / "x.txt")]) == 1
+    assert main(["info", ct, "--tag", "NotAKeyword"]) == 2
+    err = capsys.readouterr().err
+    assert "x.txt: not a DICOM file" in err and "Traceback" not in err

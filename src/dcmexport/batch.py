@@ -78,7 +78,7 @@ class Summary:
             self.up_to_date += 1
         elif result.status == "ok":
             self.converted += 1
-            self.images += len(result.rows)
+            self.images += sum(1 for row in result.rows if row.kind == "image")
         elif result.status == "skipped":
             self.skipped += 1
         else:

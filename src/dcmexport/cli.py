@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import DcmExportError, UsageError
+from .errors import DcmExportError, NotDicomError, UsageError
 
 DEFAULT_INPUT = "dicom_data"
 DEFAULT_OUTPUT = "output"
@@ -107,6 +107,13 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         "--quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (default: 90)"
     )
     p.add_argument(
+        "--metadata",
+        choices=["txt", "json", "none"],
+        default="none",
+        help="a metadata sidecar per converted input: txt (summary + full header) or json "
+        "(DICOM JSON model + what was written) (default: none)",
+    )
+    p.add_argument(
         "-j",
         "--jobs",
         type=int,
@@ -126,6 +133,34 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     )
     _add_verbosity(p)
     p.set_defaults(run=_run_convert)
+
+
+def _info_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info",
+        help="print a DICOM file's metadata (all of it, or selected tags)",
+        description="Print a DICOM file's header: the whole dataset (file meta first, sequences "
+        "nested, private elements with their creator), selected tags, or DICOM JSON.",
+    )
+    p.add_argument("file", metavar="FILE", help="a DICOM file (with or without preamble)")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="T",
+        help="print only this element: a keyword (PatientName), GGGG,EEEE, (GGGG,EEEE) or "
+        "0xGGGGEEEE; repeatable",
+    )
+    p.add_argument(
+        "--find", metavar="TEXT", help="list the elements whose keyword or name contains TEXT"
+    )
+    p.add_argument("--json", action="store_true", help="the DICOM JSON model (PS3.18 F.2)")
+    p.add_argument(
+        "--bulk", action="store_true", help="with --json: include binary values as InlineBinary"
+    )
+    p.add_argument("--full", action="store_true", help="do not shorten long values")
+    _add_verbosity(p)
+    p.set_defaults(run=_run_info)
 
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
@@ -156,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _convert_parser(sub)
+    _info_parser(sub)
     _sample_parser(sub)
     return parser
 
@@ -183,6 +219,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         frames=args.frames,
         video=args.video,
         quality=args.quality,
+        metadata=args.metadata,
         overwrite=args.overwrite,
     )
     reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
@@ -212,6 +249,46 @@ def _run_convert(args: argparse.Namespace) -> int:
     elif summary.exit_code == 2:
         _err("no convertible DICOM image found (see the manifest for why each was skipped)")
     return summary.exit_code
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    import json
+    import warnings
+
+    from . import metadata
+    from .decoding import read_dataset
+
+    tags = [metadata.parse_tag(t) for t in args.tag]  # a bad spelling is a usage error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if not args.verbose else "default")
+        try:
+            ds = read_dataset(args.file)
+        except NotDicomError as exc:
+            raise NotDicomError(f"{args.file}: {exc}") from None
+        if args.json:
+            print(
+                json.dumps(metadata.to_json_model(ds, bulk=args.bulk), indent=1, ensure_ascii=False)
+            )
+            return 0
+        if args.find:
+            lines = [
+                line
+                for element in metadata.find_elements(ds, args.find)
+                for line in metadata.element_lines(element, full=args.full)
+            ]
+            print("\n".join(lines) if lines else f"no element matches {args.find!r}")
+            return 0 if lines else 1
+        if not tags:
+            print("\n".join(metadata.dump_lines(ds, full=args.full)))
+            return 0
+        missing = 0
+        for tag, element in metadata.select_elements(ds, tags):
+            if element is None:
+                missing += 1
+                _err(f"{tag} is not in {args.file}")
+            else:
+                print("\n".join(metadata.element_lines(element, full=args.full)))
+        return 1 if missing else 0
 
 
 def _run_sample(args: argparse.Namespace) -> int:

@@ -19,9 +19,10 @@ from . import decoding
 from .errors import DcmExportError, NoPixelDataError, NotDicomError, UsageError
 from .layout import inside_output, relative_to_output
 from .manifest import ManifestRow
-from .options import ConvertOptions
+from .options import ConvertOptions, MetadataFormat
 from .pipeline import Rendered, modality_rescale
 from .render import check_renderable, render_decoded
+from .sidecar import sidecar_json, sidecar_txt
 from .state import temp_dir
 from .writers import encode_still, write_atomic
 
@@ -63,6 +64,7 @@ def _manifest_row(
         window_width=rendered.window_width,
         raw_offset=rendered.raw_offset,
         voi=rendered.voi,
+        kind="image",
         note=item.note,
     )
     if rendered.raw_offset is not None:  # so that modality values can be recovered
@@ -105,7 +107,25 @@ def _convert_file(item: WorkItem, options: ConvertOptions, out_root: Path) -> li
         write_atomic(target, data, tmp if tmp.is_dir() else None)
         output = relative_to_output(out_root, target)
         rows.append(_manifest_row(item, frame_column, output, rendered, ds))
+    if options.metadata is not MetadataFormat.NONE:
+        rows.append(_write_sidecar(item, ds, rows, options.metadata, out_root))
     return rows
+
+
+def _write_sidecar(
+    item: WorkItem,
+    ds: Dataset,
+    rows: list[ManifestRow],
+    fmt: MetadataFormat,
+    out_root: Path,
+) -> ManifestRow:
+    """`OUT/<base>.txt` or `.json` beside the images (CONTRACT.md), and its manifest row."""
+    text = sidecar_txt(ds, rows) if fmt is MetadataFormat.TXT else sidecar_json(ds, rows)
+    target = inside_output(out_root, f"{item.base}.{fmt.value}")
+    tmp = temp_dir(out_root)
+    write_atomic(target, text.encode("utf-8"), tmp if tmp.is_dir() else None)
+    output = relative_to_output(out_root, target)
+    return ManifestRow(source=item.source, output=output, kind="metadata", note=item.note)
 
 
 def convert_one(

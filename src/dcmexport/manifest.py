@@ -26,6 +26,7 @@ class ManifestRow:
     rescale_slope: float | None = None
     rescale_intercept: float | None = None
     voi: str = ""
+    kind: str = ""  # what `output` is: image | metadata (empty on error/skipped rows)
     note: str = ""
 
 

@@ -31,6 +31,14 @@ class VideoFormat(str, enum.Enum):
     NONE = "none"
 
 
+class MetadataFormat(str, enum.Enum):
+    """A metadata sidecar written beside each converted input (`none` = no sidecar)."""
+
+    TXT = "txt"
+    JSON = "json"
+    NONE = "none"
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameSelection:
     """Which frames of a multi-frame input become stills; numbers are 1-based.
@@ -94,12 +102,14 @@ class ConvertOptions:
     frames: FrameSelection | None = None
     video: VideoFormat = VideoFormat.NONE
     quality: int = 90
+    metadata: MetadataFormat = MetadataFormat.NONE
     #: rewrite outputs even if an earlier run made them with the same options
     overwrite: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", StillFormat(self.format))
         object.__setattr__(self, "video", VideoFormat(self.video))
+        object.__setattr__(self, "metadata", MetadataFormat(self.metadata))
         if isinstance(self.window, str):
             object.__setattr__(self, "window", parse_window(self.window))
         if isinstance(self.frames, str):

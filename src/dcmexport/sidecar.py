@@ -1,0 +1,106 @@
+"""Per-image metadata sidecars for `convert --metadata txt|json`.
+
+`txt` starts with a short summary a person can read (who, what study, which machine, what the
+image is and which window was applied), then the complete header dump; `json` is the header in
+the DICOM JSON Model (PS3.18 F.2) plus a `dcmexport` block saying what was written and how.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+
+from pydicom.dataset import Dataset
+
+from .manifest import ManifestRow
+
+#: (line label, ((value label, keyword), ...)) for the human summary, in reading order.
+_SUMMARY: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "Patient",
+        (
+            ("", "PatientName"),
+            ("ID", "PatientID"),
+            ("born", "PatientBirthDate"),
+            ("sex", "PatientSex"),
+        ),
+    ),
+    ("Study", (("", "StudyDescription"), ("date", "StudyDate"), ("accession", "AccessionNumber"))),
+    (
+        "Series",
+        (
+            ("", "Modality"),
+            ("number", "SeriesNumber"),
+            ("", "SeriesDescription"),
+            ("body part", "BodyPartExamined"),
+        ),
+    ),
+    (
+        "Equipment",
+        (("", "Manufacturer"), ("", "ManufacturerModelName"), ("station", "StationName")),
+    ),
+    ("Instance", (("number", "InstanceNumber"), ("UID", "SOPInstanceUID"))),
+)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _image_line(ds: Dataset) -> str:
+    size = f"{ds.get('Columns', '?')} × {ds.get('Rows', '?')}"
+    bits = f"{ds.get('BitsStored', '?')}/{ds.get('BitsAllocated', '?')} bits"
+    signed = "signed" if ds.get("PixelRepresentation") == 1 else "unsigned"
+    parts = [size, f"{bits} {signed}", _text(ds, "PhotometricInterpretation")]
+    spacing = _text(ds, "PixelSpacing")
+    if spacing:
+        parts.append(f"pixel spacing {spacing} mm")
+    parts.append(f"{int(ds.get('NumberOfFrames') or 1)} frame(s)")
+    return ", ".join(p for p in parts if p)
+
+
+def _window_line(rows: Sequence[ManifestRow]) -> str:
+    row = rows[0]
+    if row.window_center is not None and row.window_width is not None:
+        return f"center {row.window_center:g}, width {row.window_width:g} ({row.voi})"
+    return row.voi or "none"
+
+
+def summary_lines(ds: Dataset, rows: Sequence[ManifestRow]) -> list[str]:
+    """The short human summary at the top of a `txt` sidecar."""
+    lines = []
+    for label, fields in _SUMMARY:
+        values = [f"{name} {text}".strip() for name, k in fields if (text := _text(ds, k))]
+        if values:
+            lines.append(f"{label + ':':<11} {', '.join(values)}")
+    lines.append(f"{'Image:':<11} {_image_line(ds)}")
+    if rows:
+        lines.append(f"{'Window:':<11} {_window_line(rows)}")
+        lines.append(f"{'Written:':<11} {', '.join(r.output for r in rows)}")
+    return lines
+
+
+def sidecar_txt(ds: Dataset, rows: Sequence[ManifestRow]) -> str:
+    """Summary, a blank line, then the complete header (long values shortened)."""
+    from .metadata import dump_lines
+
+    return "\n".join([*summary_lines(ds, rows), "", *dump_lines(ds)]) + "\n"
+
+
+def sidecar_json(ds: Dataset, rows: Sequence[ManifestRow]) -> str:
+    """The header as DICOM JSON, plus what dcmexport wrote from it and with which window."""
+    from .metadata import to_json_model
+
+    document = to_json_model(ds)
+    document["dcmexport"] = {
+        "outputs": [
+            {k: v for k, v in dataclasses.asdict(r).items() if v not in (None, "")} for r in rows
+        ]
+    }
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
