@@ -359,3 +359,32 @@ def test_info_dump_json_and_errors(tmp_path: Path, capsys) -> None:
     assert main(["info", ct, "--tag", "NotAKeyword"]) == 2
     err = capsys.readouterr().err
     assert "x.txt: not a DICOM file" in err and "Traceback" not in err
+
+
+def test_index_command_writes_csv_and_parquet(inputs: Path, tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    csv_table, parquet_table = tmp_path / "t.csv", tmp_path / "t.parquet"
+    assert main(["index", str(inputs), "-o", str(csv_table), "-j", "1"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                str(inputs),
+                "-o",
+                str(parquet_table),
+                "--columns",
+                "PatientID",
+                "--columns",
+                "0x00080060",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert "indexed 6 file(s)" in capsys.readouterr().err
+    frame = pd.read_csv(csv_table)
+    assert len(frame) == 6 and {"SOPInstanceUID", "Modality", "status"} <= set(frame.columns)
+    selected = pd.read_parquet(parquet_table)
+    assert list(selected.columns) == ["path", "PatientID", "Modality", "status", "error"]
+    assert main(["index", str(inputs), "-o", str(tmp_path / "t.xlsx")]) == 2

@@ -20,6 +20,9 @@ _EXPORTS = {
     "ConvertOptions": "dcmexport.options",
     "StillFormat": "dcmexport.options",
     "write_samples": "dcmexport.sample",
+    "build_index": "dcmexport.index",
+    "index_rows": "dcmexport.index",
+    "IndexSummary": "dcmexport.index",
     "DcmExportError": "dcmexport.errors",
     "NotDicomError": "dcmexport.errors",
     "NoPixelDataError": "dcmexport.errors",
@@ -33,6 +36,7 @@ __all__ = [
     "ConvertOptions",
     "DcmExportError",
     "FileResult",
+    "IndexSummary",
     "NoPixelDataError",
     "NotDicomError",
     "PixelDataError",
@@ -42,8 +46,10 @@ __all__ = [
     "UsageError",
     "WindowError",
     "__version__",
+    "build_index",
     "convert",
     "convert_one",
+    "index_rows",
     "render_frame",
     "write_samples",
 ]
@@ -59,6 +65,7 @@ if TYPE_CHECKING:
         UsageError,
         WindowError,
     )
+    from .index import IndexSummary, build_index, index_rows
     from .job import FileResult, convert_one
     from .options import ConvertOptions, StillFormat
     from .render import render_frame

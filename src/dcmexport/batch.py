@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import __version__
 from .discovery import Found, count_files, discover
@@ -29,6 +29,8 @@ from .layout import NameRegistry, mirror_base
 from .manifest import write_manifest
 from .options import ConvertOptions
 from .state import RunState, clear_temp_dir
+
+T = TypeVar("T")
 
 MANIFEST_NAME = "manifest.csv"
 CHUNK_SIZE = 8  # files per task: amortises pickling and scheduling, keeps progress smooth
@@ -118,7 +120,7 @@ def default_jobs() -> int:
 
 
 @contextlib.contextmanager
-def _executor(jobs: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
+def executor(jobs: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
     """The executor for the run: None (in-process), a process pool, or a Dask cluster."""
     if scheduler:
         with _dask_executor(scheduler) as executor:
@@ -153,8 +155,10 @@ def _dask_executor(address: str) -> Iterator[cf.Executor]:
         yield client.get_executor(pure=False)
 
 
-def _chunks(items: Iterator[WorkItem], size: int) -> Iterator[list[WorkItem]]:
-    while chunk := list(itertools.islice(items, size)):
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last may be shorter), drawn lazily."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
         yield chunk
 
 
@@ -171,7 +175,7 @@ def _run(
             yield convert_one(item, options, out_root)
         return
     pending: set[cf.Future] = set()
-    for chunk in _chunks(items, CHUNK_SIZE):
+    for chunk in chunks(items, CHUNK_SIZE):
         pending.add(executor.submit(convert_many, chunk, options, str(out_root.resolve())))
         if len(pending) >= max_in_flight:
             done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -220,10 +224,10 @@ def convert(
     summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
     state = RunState(out_root, options_key(opts))
     try:
-        with _executor(jobs, scheduler) as executor:
-            workers = 1 if executor is None else max(jobs, 1)
+        with executor(jobs, scheduler) as pool:
+            workers = 1 if pool is None else max(jobs, 1)
             todo = _skip_up_to_date(plan(discover(inputs, exclude)), state, opts, summary, reporter)
-            for result in _run(todo, executor, opts, out_root, workers * IN_FLIGHT_PER_WORKER):
+            for result in _run(todo, pool, opts, out_root, workers * IN_FLIGHT_PER_WORKER):
                 state.record(result.source, result.seq, result.status, result.rows)
                 summary.add(result)
                 if reporter is not None:

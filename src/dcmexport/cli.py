@@ -163,6 +163,36 @@ def _info_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_info)
 
 
+def _index_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="one table row per DICOM instance (or series), from header-only reads",
+        description="Write a table of the DICOM files under INPUT: one row per instance (or per "
+        "series with --level series), CSV or Parquet, for pandas, DuckDB and friends.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (recursed)")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="TABLE", help="TABLE.csv or TABLE.parquet"
+    )
+    p.add_argument(
+        "--columns",
+        action="append",
+        metavar="COLS",
+        help="comma-separated keywords or tags (PatientID,0008,0060 is ambiguous: use "
+        "(0008,0060) or 0x00080060 for tags); repeatable; default: a standard set",
+    )
+    p.add_argument(
+        "--level",
+        choices=["instance", "series"],
+        default="instance",
+        help="one row per instance (default) or per series, with counts",
+    )
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="worker processes (default: all)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786)")
+    _add_verbosity(p)
+    p.set_defaults(run=_run_index)
+
+
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sample",
@@ -192,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _convert_parser(sub)
     _info_parser(sub)
+    _index_parser(sub)
     _sample_parser(sub)
     return parser
 
@@ -289,6 +320,35 @@ def _run_info(args: argparse.Namespace) -> int:
             else:
                 print("\n".join(metadata.element_lines(element, full=args.full)))
         return 1 if missing else 0
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from .index import DEFAULT_COLUMNS, build_index, parse_columns
+    from .progress import ConsoleReporter
+
+    columns = parse_columns(args.columns) if args.columns else DEFAULT_COLUMNS
+    reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
+    try:
+        summary = build_index(
+            args.inputs,
+            args.output,
+            columns=columns,
+            level=args.level,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            reporter=reporter,
+        )
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if not args.quiet:
+        print(
+            f"indexed {summary.files} file(s): {summary.ok} ok, {summary.skipped} skipped, "
+            f"{summary.failed} unreadable; {summary.rows} row(s) in {summary.table} "
+            f"in {summary.elapsed:.1f} s ({summary.files_per_second:.0f} files/s)",
+            file=sys.stderr,
+        )
+    return summary.exit_code
 
 
 def _run_sample(args: argparse.Namespace) -> int:

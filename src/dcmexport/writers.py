@@ -20,6 +20,16 @@ from .options import StillFormat
 from .png import encode_png
 
 
+def _default_file_mode() -> int:
+    """What a plain `open(..., "w")` would give: 0o666 less the umask (mkstemp gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
+
+
 def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
     """Write `data` to `path` via a temporary file and a rename, so `path` is never partial.
 
@@ -32,6 +42,7 @@ def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _FILE_MODE)  # outputs are shared: readable like any other file
         try:
             os.replace(tmp, path)
         except OSError as exc:

@@ -1,0 +1,111 @@
+"""Speed of `dcmexport index` (header-only reads into a CSV or Parquet table), in files/s.
+
+Generates a series of 512² CT slices with `write_ct_series` (or reuses it with --keep),
+then times `build_index` — discovery, header reads on a process pool, the table written —
+for CSV and Parquet, on all cores and on one, plus the rows alone without a table. Prints
+the median of --repeat runs. The files are read from a warm page cache, as in any rerun;
+worker start-up is included. The issue's target: at least 1,000 files/s on 2 cores.
+
+On a shared machine the wall-clock rate moves with the neighbours' load, so the table also
+gives the CPU time per file, summed over this process and its workers: it moves far less.
+
+    python benchmarks/index_speed.py --files 3000 --repeat 5 --keep /tmp/ct3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished (pool) workers."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
+def _medians(run: Callable[[], int], repeat: int) -> tuple[int, float, float]:
+    """The file count `run` reports, and its median wall and CPU seconds."""
+    walls, cpus, files = [], [], 0
+    for _ in range(repeat):
+        started, cpu = time.perf_counter(), _cpu_seconds()
+        files = run()
+        walls.append(time.perf_counter() - started)
+        cpus.append(_cpu_seconds() - cpu)
+    return files, statistics.median(walls), statistics.median(cpus)
+
+
+def _series(folder: Path, n: int) -> Path:
+    """A generated 512² CT series of `n` slices (reused if it is already there)."""
+    from dcmexport.sample import write_ct_series
+
+    if len(list(folder.glob("CT_*.dcm"))) != n:
+        shutil.rmtree(folder, ignore_errors=True)
+        started = time.perf_counter()
+        write_ct_series(folder, n, size=512)
+        print(f"generated {n} slices in {time.perf_counter() - started:.0f} s")
+    return folder
+
+
+def _runs(series: Path, out: Path, cores: int) -> list[tuple[str, Callable[[], int]]]:
+    """What to time: (label, run returning the number of files indexed)."""
+    from dcmexport.index import build_index, index_rows
+
+    def table(suffix: str, jobs: int) -> Callable[[], int]:
+        return lambda: build_index([series], out / f"index{suffix}", jobs=jobs).files
+
+    def rows_only(jobs: int) -> Callable[[], int]:
+        return lambda: sum(1 for _ in index_rows([series], jobs=jobs))
+
+    runs = []
+    for jobs in dict.fromkeys((cores, 1)):
+        runs += [
+            (f"-j {jobs}  rows only", rows_only(jobs)),
+            (f"-j {jobs}  -o index.csv", table(".csv", jobs)),
+            (f"-j {jobs}  -o index.parquet", table(".parquet", jobs)),
+        ]
+    return runs
+
+
+def _print_table(results: list[tuple[str, int, float, float]], repeat: int, cores: int) -> None:
+    print(f"\ndcmexport index, 512x512 CT, {cores} core(s), median of {repeat} run(s)\n")
+    print(f"| {'run':<26} | {'files':>5} | {'seconds':>7} | {'files/s':>7} | {'CPU ms/file':>11} |")
+    print(f"|{'-' * 28}|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 13}|")
+    for label, files, wall, cpu in results:
+        rate, cpu_ms = files / wall, 1000 * cpu / files
+        print(f"| {label:<26} | {files:>5} | {wall:>7.2f} | {rate:>7.0f} | {cpu_ms:>11.2f} |")
+    print("\nCPU ms/file: this process and its workers; it hardly moves with other load.")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=3000, help="CT slices to index")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per row (median)")
+    parser.add_argument("--keep", type=Path, help="generate the series here and keep it")
+    args = parser.parse_args()
+
+    from dcmexport.batch import default_jobs
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="dcmexport-index-bench-"))
+    series = _series(work / f"ct{args.files}", args.files)
+    out = Path(tempfile.mkdtemp(prefix="dcmexport-index-out-"))
+    cores = default_jobs()
+    try:
+        results = [(label, *_medians(run, args.repeat)) for label, run in _runs(series, out, cores)]
+        _print_table(results, args.repeat, cores)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
