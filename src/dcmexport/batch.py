@@ -26,7 +26,7 @@ from .discovery import Found, count_files, discover
 from .errors import UsageError
 from .job import FileResult, WorkItem, convert_many, convert_one
 from .layout import NameRegistry, mirror_base
-from .manifest import write_manifest
+from .manifest import COLUMNS, write_manifest
 from .options import ConvertOptions
 from .state import RunState, clear_temp_dir
 
@@ -99,7 +99,7 @@ def options_key(options: ConvertOptions) -> str:
     """A digest of everything that decides the outputs: a rerun with another key redoes all."""
     fields = dataclasses.asdict(options)
     fields.pop("overwrite", None)
-    text = json.dumps([__version__, fields], sort_keys=True, default=str)
+    text = json.dumps([__version__, COLUMNS, fields], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

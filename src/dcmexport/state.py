@@ -9,7 +9,6 @@ worst the last second of results is redone, and outputs are only ever renamed in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -18,11 +17,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .manifest import ManifestRow
+from .manifest import COLUMNS, ManifestRow
 
 STATE_DIR = ".dcmexport"
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
+CREATE TABLE IF NOT EXISTS files (  -- rows: JSON lists in manifest.COLUMNS order
     source TEXT PRIMARY KEY,
     size INTEGER,
     mtime_ns INTEGER,
@@ -62,11 +61,12 @@ def _fingerprint(source: str) -> tuple[int, int] | None:
 
 
 def _rows_to_json(rows: list[ManifestRow]) -> str:
-    return json.dumps([dataclasses.asdict(r) for r in rows], separators=(",", ":"))
+    # lists in COLUMNS order: several times faster than dataclasses.asdict on the hot path
+    return json.dumps([[getattr(r, c) for c in COLUMNS] for r in rows], separators=(",", ":"))
 
 
 def _rows_from_json(text: str) -> list[ManifestRow]:
-    return [ManifestRow(**values) for values in json.loads(text)]
+    return [ManifestRow(*values) for values in json.loads(text)]
 
 
 class RunState:
@@ -84,6 +84,8 @@ class RunState:
             "INSERT INTO runs (started, options_key) VALUES (?, ?)", (time.time(), options_key)
         )
         self.run = int(cursor.lastrowid or 0)
+        # a fresh output folder has nothing to resume: skip a lookup per input
+        self._has_history = self._db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
         self._commit_every = commit_every
         self._last_commit = time.monotonic()
         self._db.execute("BEGIN")
@@ -96,6 +98,8 @@ class RunState:
         for it in this run (another input may have taken its old name). It is then counted
         in this run.
         """
+        if not self._has_history:
+            return None
         found = self._db.execute(
             "SELECT size, mtime_ns, options_key, status, rows FROM files WHERE source = ?",
             (source,),
