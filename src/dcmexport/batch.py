@@ -155,6 +155,16 @@ def _dask_executor(address: str) -> Iterator[cf.Executor]:
         yield client.get_executor(pure=False)
 
 
+def worker_slots(pool: cf.Executor | None, jobs: int) -> int:
+    """How many tasks can run at once: 1 in-process, `jobs` locally, the cluster's threads."""
+    if pool is None:
+        return 1
+    client = getattr(pool, "_client", None)  # distributed's ClientExecutor
+    if client is not None:
+        return max(sum(client.nthreads().values()), 1)
+    return max(jobs, 1)
+
+
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Consecutive lists of `size` items (the last may be shorter), drawn lazily."""
     iterator = iter(items)
@@ -225,7 +235,7 @@ def convert(
     state = RunState(out_root, options_key(opts))
     try:
         with executor(jobs, scheduler) as pool:
-            workers = 1 if pool is None else max(jobs, 1)
+            workers = worker_slots(pool, jobs)
             todo = _skip_up_to_date(plan(discover(inputs, exclude)), state, opts, summary, reporter)
             for result in _run(todo, pool, opts, out_root, workers * IN_FLIGHT_PER_WORKER):
                 state.record(result.source, result.seq, result.status, result.rows)

@@ -55,7 +55,7 @@ from pydicom.datadict import get_entry, keyword_dict, keyword_for_tag, tag_for_k
 from pydicom.multival import MultiValue
 
 from . import __version__, decoding
-from .batch import IN_FLIGHT_PER_WORKER, chunks, default_jobs, executor
+from .batch import IN_FLIGHT_PER_WORKER, chunks, default_jobs, executor, worker_slots
 from .discovery import Found, discover
 from .errors import NotDicomError, UsageError
 from .job import FileResult
@@ -565,7 +565,7 @@ def _index(
         found: Iterable[Found] = discover(inputs, exclude)
         if table is not None:
             found = _not_the_table(found, table)
-        yield from _rows_in_order(found, pool, columns, 1 if pool is None else jobs)
+        yield from _rows_in_order(found, pool, columns, worker_slots(pool, jobs))
 
 
 def _not_the_table(found: Iterable[Found], table: Path) -> Iterator[Found]:
