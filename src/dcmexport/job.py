@@ -94,7 +94,6 @@ def _convert_file(item: WorkItem, options: ConvertOptions, out_root: Path) -> li
     ds = decoding.read_dataset(path)
     desc = check_renderable(ds)
     rows = []
-    tmp = temp_dir(out_root)
     for number, frame_column, rel in _targets(item, decoding.number_of_frames(ds), options):
         decoded = decoding.decode_frame(ds, number - 1, path)
         rendered = render_decoded(
@@ -102,14 +101,24 @@ def _convert_file(item: WorkItem, options: ConvertOptions, out_root: Path) -> li
         )
         if rendered.image.dtype.itemsize > 1 and options.format.value == "jpeg":
             raise UsageError("--raw on data over 8 bits needs --format png or tiff")
-        target = inside_output(out_root, rel)
         data = encode_still(rendered.image, options.format, options.quality)
-        write_atomic(target, data, tmp if tmp.is_dir() else None)
-        output = relative_to_output(out_root, target)
+        output = _write_output(out_root, rel, data)
         rows.append(_manifest_row(item, frame_column, output, rendered, ds))
     if options.metadata is not MetadataFormat.NONE:
         rows.append(_write_sidecar(item, ds, rows, options.metadata, out_root))
     return rows
+
+
+def _write_output(out_root: Path, rel: str, data: bytes) -> str:
+    """Write one output atomically inside OUT; its path relative to OUT, for the manifest.
+
+    The temporary file goes in the batch's temporary folder when there is one (a run clears
+    it after a crash), else beside the output.
+    """
+    target = inside_output(out_root, rel)
+    tmp = temp_dir(out_root)
+    write_atomic(target, data, tmp if tmp.is_dir() else None)
+    return relative_to_output(out_root, target)
 
 
 def _write_sidecar(
@@ -121,10 +130,7 @@ def _write_sidecar(
 ) -> ManifestRow:
     """`OUT/<base>.txt` or `.json` beside the images (CONTRACT.md), and its manifest row."""
     text = sidecar_txt(ds, rows) if fmt is MetadataFormat.TXT else sidecar_json(ds, rows)
-    target = inside_output(out_root, f"{item.base}.{fmt.value}")
-    tmp = temp_dir(out_root)
-    write_atomic(target, text.encode("utf-8"), tmp if tmp.is_dir() else None)
-    output = relative_to_output(out_root, target)
+    output = _write_output(out_root, f"{item.base}.{fmt.value}", text.encode("utf-8"))
     return ManifestRow(source=item.source, output=output, kind="metadata", note=item.note)
 
 
