@@ -31,7 +31,6 @@ How a table is shaped, and why:
 from __future__ import annotations
 
 import collections
-import contextlib
 import csv
 import dataclasses
 import difflib
@@ -45,7 +44,6 @@ import os
 import re
 import struct
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -59,6 +57,7 @@ from .batch import IN_FLIGHT_PER_WORKER, chunks, default_jobs, executor, worker_
 from .discovery import Found, discover
 from .errors import NotDicomError, UsageError
 from .job import FileResult
+from .writers import atomic_path
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
@@ -570,9 +569,10 @@ def _index(
 
 def _not_the_table(found: Iterable[Found], table: Path) -> Iterator[Found]:
     """Leave out the table being written (and its temporary file) if it lies under an input."""
-    folder, name = table.parent.resolve(), table.name
+    folder, name, suffix = table.parent.resolve(), table.name, table.suffix
     for f in found:
-        named_so = f.path.name == name or f.path.name.startswith(f".{name}.")
+        temporary = f.path.name.startswith(".tmp-") and f.path.name.endswith(suffix)
+        named_so = f.path.name == name or temporary  # `writers.atomic_path` names
         if not (named_so and f.path.parent.resolve() == folder):  # resolves only if named so
             yield f
 
@@ -715,25 +715,6 @@ def _pyarrow() -> Any:
     return pyarrow
 
 
-@contextlib.contextmanager
-def _atomic_output(path: Path) -> Iterator[Path]:
-    """A temporary name beside `path`, renamed onto it on success: readers never see half.
-
-    Like `writers.write_atomic`, but the writer streams to disk (a million rows are a
-    gigabyte of CSV, not to be held as bytes), and the file is created with the usual
-    permissions rather than mkstemp's owner-only ones: a table is meant to be shared.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -744,7 +725,7 @@ def _csv_cell(value: Any) -> Any:
 
 def _write_csv(rows: Iterable[Row], target: Path, columns: Sequence[str]) -> int:
     count = 0
-    with open(target, "x", encoding="utf-8", newline="") as f:
+    with open(target, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
@@ -810,7 +791,7 @@ def write_table(
     names = list(columns)
     for name in names:
         column_spec(name)
-    with _atomic_output(target) as tmp:
+    with atomic_path(target) as tmp:
         return _WRITERS[suffix](it, tmp, names)
 
 

@@ -10,8 +10,9 @@ import contextlib
 import errno
 import io
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,30 +31,40 @@ def _default_file_mode() -> int:
 _FILE_MODE = _default_file_mode()
 
 
-def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
-    """Write `data` to `path` via a temporary file and a rename, so `path` is never partial.
+@contextlib.contextmanager
+def atomic_path(path: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
+    """A temporary file to fill; renamed onto `path` when the block succeeds, else removed.
 
-    The temporary file goes in `tmp_dir` (which must be on the same file system; a batch
-    uses one folder it can clear after a crash) or else beside `path`.
+    The temporary file goes in `tmp_dir` (on the same file system; a batch uses a folder it
+    can clear after a crash) or beside `path`. Readers never see a half-written `path`, and
+    the file gets the usual permissions (mkstemp's are owner-only).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    folder = tmp_dir if tmp_dir is not None else path.parent
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=folder)
+    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=tmp_dir or path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, _FILE_MODE)  # outputs are shared: readable like any other file
+        yield tmp
+        os.chmod(tmp, _FILE_MODE)
         try:
             os.replace(tmp, path)
         except OSError as exc:
             if exc.errno != errno.EXDEV or tmp_dir is None:
                 raise
-            os.unlink(tmp)  # OUT spans file systems: fall back to a temporary file beside path
-            write_atomic(path, data)
+            # OUT spans file systems: copy beside `path`, then rename there
+            with atomic_path(path) as beside:
+                shutil.copyfile(tmp, beside)
+            tmp.unlink()
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            tmp.unlink()
         raise
+
+
+def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    """Write `data` to `path` through `atomic_path`: `path` is never partial."""
+    with atomic_path(path, tmp_dir) as tmp:
+        tmp.write_bytes(data)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
