@@ -177,3 +177,71 @@ def test_resume_never_reuses_another_inputs_output(tmp_path: Path) -> None:
     assert rows == {"b": "x.png", "a": "x_2.png"}
     assert Image.open(out / "x.png").size == (64, 64)  # MR_small
     assert Image.open(out / "x_2.png").size == (128, 128)  # CT_small
+
+
+def test_an_output_replaced_by_another_input_is_redone(tmp_path: Path) -> None:
+    """ra/1.dcm → 1.png; then rb/1.dcm alone overwrites 1.png; ra again must not trust it."""
+    (tmp_path / "ra").mkdir()
+    (tmp_path / "rb").mkdir()
+    shutil.copy(pydicom_file("CT_small.dcm"), tmp_path / "ra" / "1.dcm")
+    shutil.copy(pydicom_file("MR_small.dcm"), tmp_path / "rb" / "1.dcm")
+    out = tmp_path / "out"
+    convert([tmp_path / "ra"], out, jobs=1)
+    convert([tmp_path / "rb"], out, jobs=1)
+    again = convert([tmp_path / "ra"], out, jobs=1)
+    assert (again.converted, again.up_to_date) == (1, 0)
+    assert Image.open(out / "1.png").size == (128, 128)  # CT_small again
+
+
+def test_an_unreadable_input_is_an_error_and_retried(tmp_path: Path, monkeypatch) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(pydicom_file("CT_small.dcm"), src / "a.dcm")
+    out = tmp_path / "out"
+    import dcmexport.decoding as decoding
+
+    real = decoding.has_dicm_prefix
+
+    def denied(path: object) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(decoding, "has_dicm_prefix", denied)
+    first = convert([src], out, jobs=1)
+    assert (first.failed, first.exit_code) == (1, 1)
+    assert "Permission denied" in manifest(out)[0]["error"]
+    monkeypatch.setattr(decoding, "has_dicm_prefix", real)
+    assert convert([src], out, jobs=1).converted == 1  # not cached as "not DICOM"
+
+
+def test_the_same_file_given_twice_is_converted_once(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(pydicom_file("CT_small.dcm"), src / "a.dcm")
+    out = tmp_path / "out"
+    summary = convert([src, src / "a.dcm"], out, jobs=1)
+    assert summary.converted == 1
+    assert [r["output"] for r in manifest(out)] == ["a.png"]
+    assert sorted(images(out)) == ["a.png"]
+
+
+def test_changed_options_remove_outputs_the_new_run_does_not_make(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(pydicom_file("CT_small.dcm"), src / "a.dcm")
+    out = tmp_path / "out"
+    convert([src], out, jobs=1)
+    convert([src], out, jobs=1, format="jpeg")
+    assert sorted(images(out)) == ["a.jpg"]
+
+
+def test_two_runs_into_one_output_folder_are_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    from dcmexport.errors import UsageError
+
+    out = tmp_path / "out"
+    (out / ".dcmexport").mkdir(parents=True)
+    with open(out / ".dcmexport" / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UsageError, match="in use by another dcmexport run"):
+            convert([pydicom_file("CT_small.dcm")], out, jobs=1)

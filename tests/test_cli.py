@@ -388,3 +388,17 @@ def test_index_command_writes_csv_and_parquet(inputs: Path, tmp_path: Path, caps
     selected = pd.read_parquet(parquet_table)
     assert list(selected.columns) == ["path", "PatientID", "Modality", "status", "error"]
     assert main(["index", str(inputs), "-o", str(tmp_path / "t.xlsx")]) == 2
+
+
+def test_info_on_a_missing_file_or_a_folder_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    assert main(["info", str(tmp_path / "nope.dcm")]) == 2
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "is a folder" in err
+
+
+def test_info_json_with_tags_keeps_only_those(capsys) -> None:
+    import json
+
+    assert main(["info", str(pydicom_file("CT_small.dcm")), "--json", "--tag", "Rows"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"00280010": {"vr": "US", "Value": [128]}}

@@ -28,7 +28,7 @@ from .job import FileResult, WorkItem, convert_many, convert_one
 from .layout import NameRegistry, mirror_base
 from .manifest import COLUMNS, write_manifest
 from .options import ConvertOptions
-from .state import RunState, clear_temp_dir
+from .state import RunState, clear_temp_dir, state_dir
 
 T = TypeVar("T")
 
@@ -106,9 +106,14 @@ def options_key(options: ConvertOptions) -> str:
 def plan(found: Iterable[Found]) -> Iterator[WorkItem]:
     """Reserve a unique output base for every input, in discovery order."""
     registry = NameRegistry()
+    seen: set[str] = set()
     for seq, f in enumerate(found):
+        path = os.path.abspath(f.path)
+        if path in seen:  # the same file named twice (a folder and a file in it): once
+            continue
+        seen.add(path)
         base, note = registry.claim(mirror_base(f))
-        yield WorkItem(str(f.path), str(base), note, seq, os.path.abspath(f.path))
+        yield WorkItem(str(f.path), str(base), note, seq, path)
 
 
 def default_jobs() -> int:
@@ -226,15 +231,14 @@ def convert(
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: use 1 or more")
     started = time.perf_counter()
-    out_root.mkdir(parents=True, exist_ok=True)
-    clear_temp_dir(out_root)
-    exclude = [out_root]
-    if reporter is not None:
-        reporter.start(count_files(inputs, exclude))
     summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
-    state = RunState(out_root, options_key(opts))
-    try:
-        with executor(jobs, scheduler) as pool:
+    exclude = [out_root]
+    with executor(jobs, scheduler) as pool, _exclusive(out_root):
+        clear_temp_dir(out_root)
+        if reporter is not None:
+            reporter.start(count_files(inputs, exclude))
+        state = RunState(out_root, options_key(opts))
+        try:
             workers = worker_slots(pool, jobs)
             todo = _skip_up_to_date(plan(discover(inputs, exclude)), state, opts, summary, reporter)
             for result in _run(todo, pool, opts, out_root, workers * IN_FLIGHT_PER_WORKER):
@@ -242,11 +246,30 @@ def convert(
                 summary.add(result)
                 if reporter is not None:
                     reporter.result(result)
-        write_manifest(summary.manifest, state.rows_of_this_run())
-    finally:
-        state.close()
+            write_manifest(summary.manifest, state.rows_of_this_run())
+        finally:
+            state.close()
     summary.elapsed = time.perf_counter() - started
     return summary
+
+
+@contextlib.contextmanager
+def _exclusive(out_root: Path) -> Iterator[None]:
+    """One run per output folder at a time: a second would clear the first's temporary files."""
+    state_dir(out_root).mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks, run unguarded
+        yield
+        return
+    with open(state_dir(out_root) / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"{out_root} is in use by another dcmexport run: wait for it or use another -o"
+            ) from None
+        yield
 
 
 def _skip_up_to_date(

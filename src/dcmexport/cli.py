@@ -286,10 +286,15 @@ def _run_info(args: argparse.Namespace) -> int:
     import json
     import warnings
 
+    from pydicom.dataset import Dataset
+
     from . import metadata
     from .decoding import read_dataset
 
     tags = [metadata.parse_tag(t) for t in args.tag]  # a bad spelling is a usage error
+    if not Path(args.file).is_file():
+        what = "is a folder, not a file" if Path(args.file).is_dir() else "not found"
+        raise UsageError(f"{args.file}: {what}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if not args.verbose else "default")
         try:
@@ -297,9 +302,14 @@ def _run_info(args: argparse.Namespace) -> int:
         except NotDicomError as exc:
             raise NotDicomError(f"{args.file}: {exc}") from None
         if args.json:
-            print(
-                json.dumps(metadata.to_json_model(ds, bulk=args.bulk), indent=1, ensure_ascii=False)
-            )
+            if tags:  # only the asked-for elements, still as DICOM JSON
+                subset = Dataset()
+                for _tag, element in metadata.select_elements(ds, tags):
+                    if element is not None:
+                        subset.add(element)
+                ds = subset
+            model = metadata.to_json_model(ds, bulk=args.bulk)
+            print(json.dumps(model, indent=1, ensure_ascii=False))
             return 0
         if args.find:
             lines = [

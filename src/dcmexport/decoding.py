@@ -57,12 +57,12 @@ _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 def has_dicm_prefix(path: str | os.PathLike[str]) -> bool:
-    """True if the file has the Part 10 preamble and ``DICM`` marker (reads 132 bytes)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
+    """True if the file has the Part 10 preamble and ``DICM`` marker (reads 132 bytes).
+
+    Raises OSError if the file cannot be read: that is an error, not "not DICOM".
+    """
+    with open(path, "rb") as f:
+        head = f.read(132)
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
@@ -74,7 +74,10 @@ def read_dataset(path: str | os.PathLike[str], *, stop_before_pixels: bool = Fal
     Pixel data over 8 MB is deferred, so a large cine is not loaded to pick a few frames.
     """
     path = Path(path)
-    part10 = has_dicm_prefix(path)
+    try:
+        part10 = has_dicm_prefix(path)
+    except OSError as exc:
+        raise errors.InputReadError(f"cannot read the file ({exc.strerror or exc})") from None
     try:
         if not part10 and path.stat().st_size < 16:
             raise errors.NotDicomError("not a DICOM file")
@@ -83,6 +86,8 @@ def read_dataset(path: str | os.PathLike[str], *, stop_before_pixels: bool = Fal
         )
     except errors.NotDicomError:
         raise
+    except OSError as exc:
+        raise errors.InputReadError(f"cannot read the file ({exc.strerror or exc})") from None
     except Exception as exc:  # pydicom raises many types on junk input
         reason = f"unreadable DICOM header ({_one_line(exc)})" if part10 else "not a DICOM file"
         raise errors.NotDicomError(reason) from None

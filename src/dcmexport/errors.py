@@ -37,3 +37,7 @@ class WindowError(DcmExportError):
 
 class OutsideOutputError(DcmExportError):
     """An output path would resolve outside the output folder (a hostile name or link)."""
+
+
+class InputReadError(DcmExportError):
+    """The input file could not be read (vanished, no permission, I/O error)."""

@@ -53,4 +53,5 @@ def manifest_text(rows: Iterable[ManifestRow]) -> str:
 
 def write_manifest(path: Path, rows: Iterable[ManifestRow]) -> None:
     """Write the manifest atomically (a reader never sees half of it)."""
-    write_atomic(path, manifest_text(rows).encode("utf-8"))
+    # surrogateescape: a file name that is not UTF-8 is written back as its own bytes
+    write_atomic(path, manifest_text(rows).encode("utf-8", "surrogateescape"))

@@ -9,6 +9,7 @@ worst the last second of results is redone, and outputs are only ever renamed in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from .manifest import COLUMNS, ManifestRow
 
 STATE_DIR = ".dcmexport"
+STATE_FILE = "state-v2.sqlite"  # a new name whenever the schema changes
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (  -- rows: JSON lists in manifest.COLUMNS order
     source TEXT PRIMARY KEY,
@@ -28,6 +30,7 @@ CREATE TABLE IF NOT EXISTS files (  -- rows: JSON lists in manifest.COLUMNS orde
     options_key TEXT,
     status TEXT,
     rows TEXT,
+    outputs TEXT,  -- JSON {output: [size, mtime_ns]} as written: proof nobody replaced them
     run INTEGER,
     seq INTEGER
 );
@@ -60,6 +63,11 @@ def _fingerprint(source: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def _db_text(text: str) -> str:
+    """A path as SQLite text: undecodable bytes of a file name (surrogates) spelled out."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _rows_to_json(rows: list[ManifestRow]) -> str:
     # lists in COLUMNS order: several times faster than dataclasses.asdict on the hot path
     return json.dumps([[getattr(r, c) for c in COLUMNS] for r in rows], separators=(",", ":"))
@@ -76,7 +84,8 @@ class RunState:
         self.out_root = out_root
         self.options_key = options_key
         state_dir(out_root).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(state_dir(out_root) / "state.sqlite", isolation_level=None)
+        database = state_dir(out_root) / STATE_FILE
+        self._db = sqlite3.connect(database, isolation_level=None, timeout=1)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -94,41 +103,73 @@ class RunState:
         """The rows of an earlier conversion of `source` that still holds, else None.
 
         It holds when the input is unchanged, the options are the same, the earlier result was
-        `ok` or `skipped`, and every output it lists exists under the output `base` planned
-        for it in this run (another input may have taken its old name). It is then counted
-        in this run.
+        `ok` or `skipped`, and every output it lists lies under the output `base` planned for
+        it in this run and is exactly the file written then (same size and modification time:
+        another input may have taken the name since). It is then counted in this run.
         """
         if not self._has_history:
             return None
         found = self._db.execute(
-            "SELECT size, mtime_ns, options_key, status, rows FROM files WHERE source = ?",
-            (source,),
+            "SELECT size, mtime_ns, options_key, status, rows, outputs FROM files WHERE source = ?",
+            (_db_text(source),),
         ).fetchone()
         if found is None or found[2] != self.options_key or found[3] not in ("ok", "skipped"):
             return None
         if _fingerprint(source) != (found[0], found[1]):
             return None
         rows = _rows_from_json(found[4])
+        written = json.loads(found[5] or "{}")
         for row in rows:
             if not row.output:
                 continue
             mine = row.output.startswith(f"{base}/") or row.output.rpartition(".")[0] == base
-            if not mine or not (self.out_root / row.output).is_file():
+            if not mine or self._output_stat(row.output) != tuple(written.get(row.output, ())):
                 return None
         self._db.execute(
-            "UPDATE files SET run = ?, seq = ? WHERE source = ?", (self.run, seq, source)
+            "UPDATE files SET run = ?, seq = ? WHERE source = ?", (self.run, seq, _db_text(source))
         )
         self._maybe_commit()
         return rows
 
     def record(self, source: str, seq: int, status: str, rows: list[ManifestRow]) -> None:
-        """Remember what this run did with `source`."""
+        """Remember what this run did with `source`; remove outputs it no longer makes.
+
+        An earlier run with other options may have written files this one does not (PNG then
+        JPEG, other frames): they are deleted if they are still exactly as written then.
+        """
         size, mtime_ns = _fingerprint(source) or (None, None)
+        written = {r.output: self._output_stat(r.output) for r in rows if r.output}
+        if self._has_history:
+            self._remove_orphans(_db_text(source), written)
         self._db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (source, size, mtime_ns, self.options_key, status, _rows_to_json(rows), self.run, seq),
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                _db_text(source),
+                size,
+                mtime_ns,
+                self.options_key,
+                status,
+                _rows_to_json(rows),
+                json.dumps(written),
+                self.run,
+                seq,
+            ),
         )
         self._maybe_commit()
+
+    def _remove_orphans(self, key: str, keep: dict[str, tuple[int, int] | None]) -> None:
+        found = self._db.execute("SELECT outputs FROM files WHERE source = ?", (key,)).fetchone()
+        for output, stat in json.loads((found and found[0]) or "{}").items():
+            if output not in keep and stat and self._output_stat(output) == tuple(stat):
+                with contextlib.suppress(OSError):
+                    (self.out_root / output).unlink()
+
+    def _output_stat(self, output: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.out_root / output)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
 
     def rows_of_this_run(self) -> Iterator[ManifestRow]:
         """Every manifest row of the inputs seen in this run, in discovery order."""
