@@ -47,6 +47,12 @@ def discover(
             raise UsageError(f"input not found: {path}")
 
 
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as valid UTF-8 text (for SQLite, Parquet, messages): bytes of a file name that
+    are not UTF-8 (surrogates in Python) are spelled out as backslash escapes."""
+    return os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def count_files(inputs: Iterable[str | os.PathLike[str]], exclude: Iterable[Path] = ()) -> int:
     """How many files `discover` will yield (for a progress bar's total), without keeping them."""
     excluded = {p.resolve() for p in exclude}

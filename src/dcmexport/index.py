@@ -54,8 +54,8 @@ from pydicom.multival import MultiValue
 
 from . import __version__, decoding
 from .batch import IN_FLIGHT_PER_WORKER, chunks, default_jobs, executor, worker_slots
-from .discovery import Found, discover
-from .errors import NotDicomError, UsageError
+from .discovery import Found, discover, display_path
+from .errors import DcmExportError, NotDicomError, UsageError
 from .job import FileResult
 from .writers import atomic_path
 
@@ -469,7 +469,13 @@ def _read_values(path: str, specs: Sequence[Column]) -> Row:
 def _failure(path: str, exc: Exception) -> tuple[str, str]:
     """(status, reason) for a file that could not be indexed."""
     if isinstance(exc, NotDicomError):
-        return ("error" if decoding.has_dicm_prefix(path) else "skipped"), str(exc)
+        try:
+            part10 = decoding.has_dicm_prefix(path)
+        except OSError:
+            part10 = True
+        return ("error" if part10 else "skipped"), str(exc)
+    if isinstance(exc, DcmExportError):  # e.g. the file could not be read
+        return "error", str(exc)
     if isinstance(exc, OSError):
         return "error", f"cannot read the file ({exc.strerror or type(exc).__name__})"
     return "error", f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
@@ -496,7 +502,7 @@ def read_header(path: str, columns: Sequence[str]) -> Row:
     except Exception as exc:
         row["status"], row["error"] = _failure(path, exc)
         log.debug("%s: %s", path, row["error"])
-    row["path"] = path
+    row["path"] = display_path(path)
     if "file_size" in row:
         row["file_size"] = _file_size(path)
     return row
@@ -514,7 +520,7 @@ def _as_found(chunk: list[Found], future: Future[list[Row]]) -> list[Row]:
     """A chunk's rows with the paths as found: workers read absolute ones (Dask)."""
     rows = future.result()
     for found, row in zip(chunk, rows, strict=True):
-        row["path"] = str(found.path)
+        row["path"] = display_path(found.path)
     return rows
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .discovery import display_path
 from .manifest import COLUMNS, ManifestRow
 
 STATE_DIR = ".dcmexport"
@@ -63,11 +64,6 @@ def _fingerprint(source: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _db_text(text: str) -> str:
-    """A path as SQLite text: undecodable bytes of a file name (surrogates) spelled out."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _rows_to_json(rows: list[ManifestRow]) -> str:
     # lists in COLUMNS order: several times faster than dataclasses.asdict on the hot path
     return json.dumps([[getattr(r, c) for c in COLUMNS] for r in rows], separators=(",", ":"))
@@ -111,7 +107,7 @@ class RunState:
             return None
         found = self._db.execute(
             "SELECT size, mtime_ns, options_key, status, rows, outputs FROM files WHERE source = ?",
-            (_db_text(source),),
+            (display_path(source),),
         ).fetchone()
         if found is None or found[2] != self.options_key or found[3] not in ("ok", "skipped"):
             return None
@@ -126,7 +122,8 @@ class RunState:
             if not mine or self._output_stat(row.output) != tuple(written.get(row.output, ())):
                 return None
         self._db.execute(
-            "UPDATE files SET run = ?, seq = ? WHERE source = ?", (self.run, seq, _db_text(source))
+            "UPDATE files SET run = ?, seq = ? WHERE source = ?",
+            (self.run, seq, display_path(source)),
         )
         self._maybe_commit()
         return rows
@@ -140,11 +137,11 @@ class RunState:
         size, mtime_ns = _fingerprint(source) or (None, None)
         written = {r.output: self._output_stat(r.output) for r in rows if r.output}
         if self._has_history:
-            self._remove_orphans(_db_text(source), written)
+            self._remove_orphans(display_path(source), written)
         self._db.execute(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                _db_text(source),
+                display_path(source),
                 size,
                 mtime_ns,
                 self.options_key,
