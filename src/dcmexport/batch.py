@@ -160,6 +160,17 @@ def _dask_executor(address: str) -> Iterator[cf.Executor]:
         yield client.get_executor(pure=False)
 
 
+def check_run(inputs: Iterable[Path], jobs: int | None) -> int:
+    """The number of jobs; `UsageError` for a missing input or a bad count, before any work."""
+    for path in inputs:
+        if not path.exists():
+            raise UsageError(f"input not found: {path}")
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: use 1 or more")
+    return jobs
+
+
 def worker_slots(pool: cf.Executor | None, jobs: int) -> int:
     """How many tasks can run at once: 1 in-process, `jobs` locally, the cluster's threads."""
     if pool is None:
@@ -224,12 +235,7 @@ def convert(
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} exists and is not a folder")
     inputs = [Path(p) for p in inputs]
-    for path in inputs:
-        if not path.exists():
-            raise UsageError(f"input not found: {path}")
-    jobs = default_jobs() if jobs is None else jobs
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs}: use 1 or more")
+    jobs = check_run(inputs, jobs)
     started = time.perf_counter()
     summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
     exclude = [out_root]

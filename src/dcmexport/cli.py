@@ -35,6 +35,22 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_execution(p: argparse.ArgumentParser) -> None:
+    """Where the work runs: -j worker processes or a Dask cluster (convert, index)."""
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes (default: all cores; 1 = work in this process)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (pip install 'dcmexport[dask]')",
+    )
+
+
 def _convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
@@ -113,18 +129,7 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         help="a metadata sidecar per converted input: txt (summary + full header) or json "
         "(DICOM JSON model + what was written) (default: none)",
     )
-    p.add_argument(
-        "-j",
-        "--jobs",
-        type=int,
-        metavar="N",
-        help="worker processes (default: all cores; 1 = convert in this process)",
-    )
-    p.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (pip install 'dcmexport[dask]')",
-    )
+    _add_execution(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -187,8 +192,7 @@ def _index_parser(sub: argparse._SubParsersAction) -> None:
         default="instance",
         help="one row per instance (default) or per series, with counts",
     )
-    p.add_argument("-j", "--jobs", type=int, metavar="N", help="worker processes (default: all)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786)")
+    _add_execution(p)
     _add_verbosity(p)
     p.set_defaults(run=_run_index)
 

@@ -53,7 +53,7 @@ from pydicom.datadict import get_entry, keyword_dict, keyword_for_tag, tag_for_k
 from pydicom.multival import MultiValue
 
 from . import __version__, decoding
-from .batch import IN_FLIGHT_PER_WORKER, chunks, default_jobs, executor, worker_slots
+from .batch import IN_FLIGHT_PER_WORKER, check_run, chunks, executor, worker_slots
 from .discovery import Found, discover, display_path
 from .errors import DcmExportError, NotDicomError, UsageError
 from .job import FileResult
@@ -546,17 +546,6 @@ def _rows_in_order(
         yield from _as_found(*pending.popleft())
 
 
-def _check_run(inputs: Sequence[Path], jobs: int | None) -> int:
-    """The number of jobs; `UsageError` for a missing input or a bad count, before any work."""
-    for path in inputs:
-        if not path.exists():
-            raise UsageError(f"input not found: {path}")
-    jobs = default_jobs() if jobs is None else jobs
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs}: use 1 or more")
-    return jobs
-
-
 def _index(
     inputs: list[Path],
     columns: tuple[str, ...],
@@ -600,7 +589,7 @@ def index_rows(
     """
     paths = [Path(p) for p in inputs]
     names = instance_columns(columns)
-    return _index(paths, names, _check_run(paths, jobs), scheduler, list(exclude))
+    return _index(paths, names, check_run(paths, jobs), scheduler, list(exclude))
 
 
 # --------------------------------------------------------------------------- series level
@@ -881,7 +870,7 @@ def build_index(
     _check_table(table)
     paths = [Path(p) for p in inputs]
     wanted = instance_columns(columns)
-    n_jobs = _check_run(paths, jobs)
+    n_jobs = check_run(paths, jobs)
     if level is IndexLevel.SERIES:
         read, out_columns = instance_columns([*wanted, *_SERIES_INPUTS]), series_columns(wanted)
     else:
