@@ -27,12 +27,17 @@ def pydicom_file(name: str) -> Path:
     return path
 
 
+def dcmtk_tool(name: str) -> str:
+    """The path of a DCMTK command line tool; skip the test when DCMTK is not installed."""
+    tool = shutil.which(name)
+    if tool is None:
+        pytest.skip(f"DCMTK ({name}) is not installed: apt-get install dcmtk")
+    return tool
+
+
 @pytest.fixture(scope="session")
 def dcm2pnm() -> str:
-    tool = shutil.which("dcm2pnm")
-    if tool is None:
-        pytest.skip("DCMTK (dcm2pnm) is not installed: apt-get install dcmtk")
-    return tool
+    return dcmtk_tool("dcm2pnm")
 
 
 @pytest.fixture(scope="session")

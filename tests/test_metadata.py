@@ -38,7 +38,7 @@ from dcmexport.metadata import (
     to_json_model,
 )
 
-from .conftest import pydicom_file, pydicom_test_files_dir
+from .conftest import dcmtk_tool, pydicom_file, pydicom_test_files_dir
 
 DATA_ROOT = pydicom_test_files_dir().parent
 #: Per-file and overall share of elements on which we must agree with dcm2json.
@@ -88,10 +88,7 @@ def _dicom_params() -> list[Any]:
 
 @pytest.fixture(scope="session")
 def dcm2json() -> str:
-    tool = shutil.which("dcm2json")
-    if tool is None:
-        pytest.skip("DCMTK (dcm2json) is not installed: apt-get install dcmtk")
-    return tool
+    return dcmtk_tool("dcm2json")
 
 
 # --- the differential test against dcm2json ---------------------------------------------
