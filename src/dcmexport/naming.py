@@ -1,0 +1,318 @@
+"""Output-name templates (``--layout``) and path components that are safe on every system.
+
+A template names the output base, relative to OUT and without extension, from tag values:
+``{Keyword}`` or ``{Keyword:spec}`` (a Python format spec, e.g. ``{InstanceNumber:04d}``), and
+the derived fields ``{stem}`` (the input's name without ``.dcm``/``.dicom``/``.dic``/``.ima``),
+``{index}`` (the input's 1-based position in discovery order) and ``{frame}`` (the 1-based frame
+number of a still from a multi-frame input; empty otherwise, and a folder level that renders
+empty only because of it is left out). The template's own ``/`` (or ``\\``) separate folders;
+tag values never add folders. Presets (`LAYOUT_PRESETS`):
+
+- ``study``: ``{PatientID}/{StudyDate}/{SeriesNumber}/{InstanceNumber}``
+- ``series``: ``{StudyInstanceUID}/{SeriesNumber}/{InstanceNumber:04d}``
+- ``flat``: ``{SeriesNumber:03d}_{InstanceNumber:04d}_{stem}``
+
+Rendering rules:
+
+- values come decoded with the file's Specific Character Set, so non-ASCII names stay readable;
+- a missing or empty value becomes `MISSING` (``unknown``);
+- a format spec applies to numbers (IS, DS, US, ... and numeric text); a spec that does not fit
+  the value (``:04d`` on ``ABC``) falls back to the plain text instead of failing;
+- multiple values are joined with ``-``; a person name keeps its non-empty component groups
+  (alphabetic, ideographic, phonetic) joined with ``=``, and its ``^`` become ``_``
+  (``Doe^John`` → ``Doe_John``), because ``^`` is special in Windows ``cmd`` and some shells;
+- every folder level and the file name go through `sanitize_component`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import string
+import unicodedata
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, keyword_dict, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.valuerep import PersonName
+
+from .errors import UsageError
+from .layout import STRIPPED_SUFFIXES
+
+#: Named templates accepted by ``--layout`` besides ``mirror`` and a literal template.
+LAYOUT_PRESETS: dict[str, str] = {
+    "study": "{PatientID}/{StudyDate}/{SeriesNumber}/{InstanceNumber}",
+    "series": "{StudyInstanceUID}/{SeriesNumber}/{InstanceNumber:04d}",
+    "flat": "{SeriesNumber:03d}_{InstanceNumber:04d}_{stem}",
+}
+
+#: Fields computed by dcmexport rather than read from the dataset.
+DERIVED_FIELDS = frozenset({"stem", "index", "frame"})
+
+#: What a missing or empty tag value renders as; stable, so reruns land on the same names.
+MISSING = "unknown"
+
+#: Bound on one path component in UTF-8 bytes. File systems allow 255 (bytes on Linux, UTF-16
+#: units on Windows and macOS); 150 leaves room for a collision suffix (``_12``), an extension
+#: (``.json``) and macOS's decomposed storage of accented letters.
+MAX_COMPONENT_BYTES = 150
+
+#: Windows device names, reserved with any extension (``con.txt``) and in any case.
+WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", "conin$", "conout$"}
+    | {f"{dev}{n}" for dev in ("com", "lpt") for n in "0123456789¹²³"}
+)
+
+_FORBIDDEN = frozenset('<>:"/\\|?*')
+#: Unicode categories replaced in names: controls (C0, DEL, C1), format characters (bidi
+#: overrides can disguise an extension), lone surrogates, line and paragraph separators.
+_REPLACED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UN", "OB or OW"})
+_INT_TYPES = frozenset("bcdoxXn")
+_TRAILING_DOTS_SPACES = re.compile(r"[\s.]+\Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One ``{name:spec}`` replacement field of a template."""
+
+    name: str
+    spec: str = ""
+
+
+Part = str | Field
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """A parsed, validated output-name template; picklable, so it travels to workers.
+
+    `components` holds one tuple of parts (literal text or `Field`) per folder level, the
+    last one being the file name.
+    """
+
+    template: str
+    components: tuple[tuple[Part, ...], ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The DICOM keywords the template reads, in order, for ``dcmread(specific_tags=...)``."""
+        names: dict[str, None] = {}
+        for component in self.components:
+            for part in component:
+                if isinstance(part, Field) and part.name not in DERIVED_FIELDS:
+                    names[part.name] = None
+        return tuple(names)
+
+    @property
+    def uses_frame(self) -> bool:
+        """True if stills of one input are told apart by ``{frame}`` in the template itself."""
+        return any(
+            isinstance(part, Field) and part.name == "frame"
+            for component in self.components
+            for part in component
+        )
+
+    def render(
+        self, ds: Dataset, *, stem: str, index: int, frame: int | None = None
+    ) -> PurePosixPath:
+        """The output base for one input (or one of its frames), relative to OUT."""
+        derived: dict[str, Any] = {"stem": stem, "index": index, "frame": frame}
+        rendered: list[str] = []
+        for component in self.components:
+            text = "".join(_render_part(part, ds, derived) for part in component)
+            if not text and _only_frame(component) and frame is None:
+                continue
+            rendered.append(sanitize_component(text))
+        return PurePosixPath(*rendered) if rendered else PurePosixPath(MISSING)
+
+
+def parse_layout(text: str) -> Layout | None:
+    """``None`` for ``mirror``, else the `Layout` of a preset name or a template.
+
+    Everything that can be checked without a file is checked here, so a typo fails before
+    the first input is read: unknown keywords, malformed braces, empty or absolute templates,
+    ``.``/``..`` folder levels and format specs that fit neither a number nor text.
+    """
+    text = text.strip()
+    if text == "mirror":
+        return None
+    template = LAYOUT_PRESETS.get(text, text)
+    if not template:
+        raise UsageError("--layout: the template is empty")
+    if template[0] in "/\\" or re.match(r"[A-Za-z]:", template):
+        raise UsageError(f"--layout: the template must be relative to OUT, not {template!r}")
+    components: list[list[Part]] = [[]]
+    for literal, name, spec, conversion in _parse_braces(template):
+        pieces = re.split(r"[/\\]", literal)
+        _append_literal(components[-1], pieces[0])
+        for piece in pieces[1:]:
+            components.append([])
+            _append_literal(components[-1], piece)
+        if name is not None:
+            components[-1].append(_check_field(name, spec or "", conversion))
+    if not any(isinstance(part, Field) for component in components for part in component):
+        raise UsageError(
+            f"--layout: {template!r} is neither 'mirror', a preset "
+            f"({', '.join(LAYOUT_PRESETS)}) nor a template with {{Keyword}} fields"
+        )
+    for component in components:
+        literal_only = all(isinstance(part, str) for part in component)
+        if not component or (literal_only and "".join(map(str, component)).strip() in {".", ".."}):
+            raise UsageError(f"--layout: empty, '.' or '..' folder level in {template!r}")
+    return Layout(template, tuple(tuple(c) for c in components))
+
+
+def sanitize_component(text: str, max_bytes: int = MAX_COMPONENT_BYTES) -> str:
+    """`text` as one path component that is valid and harmless on Linux, macOS and Windows.
+
+    NFC; controls, separators and ``<>:"|?*`` become ``_``; surrounding whitespace and
+    trailing dots go (Windows drops them silently); a leading dot becomes ``_`` (no hidden
+    outputs); at most `max_bytes` UTF-8 bytes, cut on a character boundary; empty, ``.`` and
+    ``..`` become ``_``; Windows device names (``CON``, ``com1.txt``, ``LPT¹``) get a ``_``
+    prefix. The result never contains a separator, so it can never leave its folder.
+    """
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(
+        "_" if ch in _FORBIDDEN or unicodedata.category(ch) in _REPLACED_CATEGORIES else ch
+        for ch in text
+    )
+    text = _TRAILING_DOTS_SPACES.sub("", text.lstrip())
+    if text.startswith("."):
+        text = "_" + text[1:]
+    text = _truncate(text, max_bytes)
+    if text.split(".", 1)[0].rstrip().casefold() in WINDOWS_RESERVED:
+        text = _truncate("_" + text, max_bytes)
+    return text or "_"
+
+
+def _truncate(text: str, max_bytes: int) -> str:
+    """At most `max_bytes` UTF-8 bytes, cut between characters, no trailing dot or space."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    return _TRAILING_DOTS_SPACES.sub("", encoded[:max_bytes].decode("utf-8", "ignore"))
+
+
+def input_stem(name: str) -> str:
+    """An input's file name without the DICOM extensions that mirror naming strips too."""
+    path = PurePosixPath(name.replace("\\", "/")).name
+    suffix = PurePosixPath(path).suffix
+    return path[: -len(suffix)] if suffix and suffix.lower() in STRIPPED_SUFFIXES else path
+
+
+def value_text(value: Any, spec: str = "") -> str:
+    """A tag value as text for a name: formatted, multiple values joined with ``-``.
+
+    Returns `MISSING` for a missing or empty value.
+    """
+    if value is None:
+        return MISSING
+    if isinstance(value, (list, tuple, MultiValue)):
+        items = [_item_text(item, spec) for item in value]
+        items = [item for item in items if item]
+        return "-".join(items) if items else MISSING
+    return _item_text(value, spec) or MISSING
+
+
+def _item_text(value: Any, spec: str) -> str:
+    if isinstance(value, PersonName):
+        groups = ("_".join(c for c in g.split("^") if c.strip()) for g in value.components)
+        value = "=".join(g for g in groups if g)
+    elif isinstance(value, bytes):
+        value = value.decode("latin-1").strip("\x00 ")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return ""
+    if not spec:
+        return str(value)
+    candidates: list[Any] = [value]
+    if isinstance(value, str) and _number(value) is not None:
+        candidates.insert(0, _number(value))
+    if isinstance(value, float) and value.is_integer() and spec[-1] in _INT_TYPES:
+        candidates.insert(0, int(value))
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        try:
+            return format(candidate, spec)
+        except (ValueError, TypeError):
+            continue
+    return str(value)
+
+
+def _number(text: str) -> int | float | None:
+    """Numeric text (``"7"``, ``" 2.5"``) as a number, so a numeric format spec fits it."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return (
+        int(number)
+        if number.is_integer() and "." not in text and "e" not in text.lower()
+        else number
+    )
+
+
+def _render_part(part: Part, ds: Dataset, derived: dict[str, Any]) -> str:
+    if isinstance(part, str):
+        return part
+    if part.name in DERIVED_FIELDS:
+        value = derived[part.name]
+        if part.name == "frame" and value is None:
+            return ""
+        return _item_text(value, part.spec) or MISSING
+    try:
+        value = ds.get(part.name)
+    except Exception:  # a malformed value pydicom cannot convert
+        value = None
+    return value_text(value, part.spec)
+
+
+def _only_frame(component: tuple[Part, ...]) -> bool:
+    fields = [p for p in component if isinstance(p, Field)]
+    return bool(fields) and all(f.name == "frame" for f in fields)
+
+
+def _parse_braces(template: str) -> Iterable[tuple[str, str | None, str | None, str | None]]:
+    try:
+        return list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise UsageError(f"--layout: malformed braces in {template!r} ({exc})") from None
+
+
+def _append_literal(component: list[Part], literal: str) -> None:
+    if literal:
+        component.append(literal)
+
+
+def _check_field(name: str, spec: str, conversion: str | None) -> Field:
+    if not name:
+        raise UsageError("--layout: empty {} field; write a keyword such as {PatientID}")
+    if conversion:
+        raise UsageError(f"--layout: conversions like {{{name}!{conversion}}} are not supported")
+    if "{" in spec or "}" in spec:
+        raise UsageError(f"--layout: nested fields in {{{name}:{spec}}} are not supported")
+    if name not in DERIVED_FIELDS:
+        if tag_for_keyword(name) is None:
+            close = difflib.get_close_matches(name, [*keyword_dict, *DERIVED_FIELDS], n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(f"--layout: unknown field {{{name}}}: not a DICOM keyword{hint}")
+        vr = dictionary_VR(tag_for_keyword(name))
+        if vr in _BINARY_VRS:
+            raise UsageError(f"--layout: {{{name}}} holds {vr} data, which cannot name a file")
+    if spec:
+        for sample in (1, "text"):
+            try:
+                format(sample, spec)
+                break
+            except (ValueError, TypeError):
+                continue
+        else:
+            raise UsageError(f"--layout: invalid format spec in {{{name}:{spec}}}")
+    return Field(name, spec)
