@@ -91,7 +91,12 @@ def test_every_input_is_in_the_manifest_once(series: Path, tmp_path: Path) -> No
     sources = [r["source"] for r in manifest(out)]
     found = [str(p) for p in sorted(series.rglob("*")) if p.is_file()]
     assert sorted(set(sources)) == sorted(found)
-    assert len(sources) == len(found)  # single-frame files: one row each
+    # one row per single-frame file; the cine has two (its MP4 and its GIF)
+    assert len(sources) == len(found) + 1
+    assert sorted(r["output"].rpartition(".")[2] for r in manifest(out) if r["kind"] == "video") == [
+        "gif",
+        "mp4",
+    ]
 
 
 def _count_pngs(folder: Path) -> int:

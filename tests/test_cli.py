@@ -63,9 +63,13 @@ def test_convert_mirrors_inputs_and_writes_manifest(inputs: Path, tmp_path: Path
     assert "RT Plan" in by_source["plan.dcm"]["error"]
     assert by_source["notes.txt"]["status"] == "skipped"
     assert by_source["notes.txt"]["error"] == "not a DICOM file"
+    cine = [r["output"] for r in rows if r["source"].endswith("cine.dcm")]
+    assert cine == ["cine.mp4", "cine.gif"]  # multi-frame: video by default
+    assert len(rows) == 7  # every file found has a row, the cine one per video
+    assert main(["convert", str(inputs), "-o", str(tmp_path / "o2"), "-q", "--video", "none"]) == 0
+    by_source = {Path(r["source"]).name: r for r in read_manifest(tmp_path / "o2")}
     assert by_source["cine.dcm"]["status"] == "skipped"
     assert "--frames" in by_source["cine.dcm"]["error"]
-    assert len(rows) == 6  # every file found has a row
     image = np.asarray(Image.open(out / "a" / "b" / "ct.png"))
     assert image.dtype == np.uint8 and image.shape == (128, 128)
 
@@ -96,6 +100,8 @@ def test_frames_write_numbered_stills(inputs: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "cine").iterdir()) == ["0001.png", "0002.png"]
     rows = read_manifest(out)
     assert [(r["frame"], r["output"]) for r in rows] == [
+        ("", "cine.mp4"),  # the video by default, the stills alongside
+        ("", "cine.gif"),
         ("1", "cine/0001.png"),
         ("2", "cine/0002.png"),
     ]
@@ -330,7 +336,7 @@ def test_reserved_names_in_out_are_never_taken(name: str, tmp_path: Path) -> Non
     out = tmp_path / "out"
     assert main(["convert", str(src), "-o", str(out), "-q", "--frames", "all"]) == 0
     assert (out / "manifest.csv").is_file()
-    assert [r["status"] for r in read_manifest(out)] == ["ok", "ok"]
+    assert [r["status"] for r in read_manifest(out)] == ["ok"] * 4  # MP4, GIF, 2 stills
     assert all(not r["output"].startswith(".dcmexport/") for r in read_manifest(out))
 
 

@@ -56,6 +56,7 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     images: int = 0
+    videos: int = 0
     elapsed: float = 0.0
     output: Path = Path("output")
     manifest: Path = Path("output") / MANIFEST_NAME
@@ -81,6 +82,7 @@ class Summary:
         elif result.status == "ok":
             self.converted += 1
             self.images += sum(1 for row in result.rows if row.kind == "image")
+            self.videos += sum(1 for row in result.rows if row.kind == "video")
         elif result.status == "skipped":
             self.skipped += 1
         else:

@@ -54,8 +54,9 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
 def _convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert DICOM images to PNG/JPEG/TIFF stills with a manifest",
-        description="Convert DICOM images to PNG/JPEG/TIFF stills, and write OUT/manifest.csv.",
+        help="convert DICOM images to PNG/JPEG/TIFF stills and MP4/GIF videos, with a manifest",
+        description="Convert DICOM images to PNG/JPEG/TIFF stills, multi-frame cines to MP4 and "
+        "GIF videos, and write OUT/manifest.csv.",
     )
     p.add_argument(
         "inputs", nargs="*", metavar="INPUT", help=f"files or folders (default: ./{DEFAULT_INPUT})"
@@ -115,9 +116,23 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--video",
-        choices=["none"],
-        default="none",
-        help="video for multi-frame inputs (only 'none' so far: stills via --frames)",
+        choices=["mp4", "gif", "both", "none"],
+        default="both",
+        help="video of multi-frame inputs: H.264 MP4, looping GIF, both, or none (default: both)",
+    )
+    p.add_argument(
+        "--no-mp4",
+        dest="video",
+        action="store_const",
+        const="gif",
+        help="same as --video gif (for older scripts)",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        metavar="FPS",
+        help="video frame rate (default: the file's Frame Time, Frame Time Vector, Cine Rate or "
+        "Recommended Display Frame Rate, else 10)",
     )
     p.add_argument(
         "--quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (default: 90)"
@@ -253,6 +268,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         raw=args.raw,
         frames=args.frames,
         video=args.video,
+        fps=args.fps,
         quality=args.quality,
         metadata=args.metadata,
         overwrite=args.overwrite,
@@ -273,7 +289,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     if not args.quiet:
         up_to_date = f", {summary.up_to_date} already up to date" if summary.up_to_date else ""
         print(
-            f"converted {summary.converted} file(s) to {summary.images} image(s){up_to_date}, "
+            f"converted {summary.converted} file(s) to {summary.images} image(s)"
+            f"{f' and {summary.videos} video(s)' if summary.videos else ''}{up_to_date}, "
             f"skipped {summary.skipped}, failed {summary.failed} "
             f"in {summary.elapsed:.1f} s ({summary.files_per_second:.0f} files/s); "
             f"manifest: {summary.manifest}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,42 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
             failures.append(f"{plugin or 'pydicom'}: {_innermost(exc)}")
             log.debug("decoder %s failed on frame %d: %s", plugin, frame_index, exc)
     raise errors.PixelDataError(f"cannot decode {ts.name} pixel data ({'; '.join(failures)})")
+
+
+def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
+    """Decode every frame in order, one at a time, as `decode_frame` would.
+
+    A large file left on disk by `read_dataset` is streamed with pydicom's `iter_pixels`
+    (one open file, one frame in memory); if the preferred plugin fails on a frame, that
+    frame and the rest go through `decode_frame`'s plugin fallback.
+    """
+    from pydicom.pixels import iter_pixels
+
+    n = number_of_frames(ds)
+    ts = transfer_syntax(ds)
+    done = 0
+    if source is not None and _pixels_deferred(ds, ts):
+        extra = {} if _meta_syntax(ds) else {"transfer_syntax_uid": ts}
+        try:
+            for frame in iter_pixels(
+                source,
+                decoding_plugin=plugin_order(ts)[0],
+                correct_unused_bits=False,
+                as_rgb=codec_converts_colour(ts),
+                **extra,
+            ):
+                yield frame
+                done += 1
+                if done == n:
+                    return
+        except (MemoryError, KeyboardInterrupt, GeneratorExit):
+            raise
+        except errors.DcmExportError:
+            raise
+        except Exception as exc:
+            log.debug("streaming decode stopped at frame %d (%s): per frame from here", done, exc)
+    for index in range(done, n):
+        yield decode_frame(ds, index, source)
 
 
 def _pixels_deferred(ds: Dataset, ts: UID) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from . import decoding
+from .cine import Clip, MultiFrameClip, export_clip
 from .errors import DcmExportError, NoPixelDataError, NotDicomError, UsageError
 from .layout import inside_output, relative_to_output
 from .manifest import ManifestRow
@@ -24,6 +25,7 @@ from .pipeline import Rendered, modality_rescale
 from .render import check_renderable, render_decoded
 from .sidecar import sidecar_json, sidecar_txt
 from .state import temp_dir
+from .video import clip_timing
 from .writers import encode_still, write_atomic
 
 
@@ -80,9 +82,11 @@ def _targets(
     if n_frames == 1:
         return [(1, None, f"{item.base}{ext}")]
     if options.frames is None:
+        if options.video.kinds:
+            return []
         raise NoPixelDataError(
-            f"multi-frame ({n_frames} frames): choose stills with --frames "
-            "(all, first, middle, N, A-B); video export is not available yet"
+            f"multi-frame ({n_frames} frames) with --video none: choose stills with --frames "
+            "(all, first, middle, N, A-B) or a video with --video mp4, gif or both"
         )
     width = max(4, len(str(n_frames)))
     numbers = options.frames.frame_numbers(n_frames)
@@ -93,8 +97,11 @@ def _convert_file(item: WorkItem, options: ConvertOptions, out_root: Path) -> li
     path = item.path or item.source
     ds = decoding.read_dataset(path)
     desc = check_renderable(ds)
+    n_frames = decoding.number_of_frames(ds)
     rows = []
-    for number, frame_column, rel in _targets(item, decoding.number_of_frames(ds), options):
+    if n_frames > 1 and options.video.kinds:
+        rows += _write_videos(item, MultiFrameClip(ds, desc, path), ds, options, out_root)
+    for number, frame_column, rel in _targets(item, n_frames, options):
         decoded = decoding.decode_frame(ds, number - 1, path)
         rendered = render_decoded(
             decoded, ds, desc, number - 1, window=options.window, bits=options.bits, raw=options.raw
@@ -106,6 +113,37 @@ def _convert_file(item: WorkItem, options: ConvertOptions, out_root: Path) -> li
         rows.append(_manifest_row(item, frame_column, output, rendered, ds))
     if options.metadata is not MetadataFormat.NONE:
         rows.append(_write_sidecar(item, ds, rows, options.metadata, out_root))
+    return rows
+
+
+def _write_videos(
+    item: WorkItem, clip: Clip, ds: Dataset, options: ConvertOptions, out_root: Path
+) -> list[ManifestRow]:
+    """`OUT/<base>.mp4` and/or `.gif` for a clip, with one manifest row each.
+
+    Video is always the displayed image (8-bit, windowed); `--raw` applies to stills only.
+    """
+    timing = clip_timing(ds, clip.n_frames, options.fps)
+    targets = {kind: inside_output(out_root, f"{item.base}.{kind}") for kind in options.video.kinds}
+    tmp = temp_dir(out_root)
+    result = export_clip(clip, options.window, timing, targets, tmp if tmp.is_dir() else None)
+    center, width, label = result.window
+    rows = []
+    for kind, target in targets.items():
+        note = "; ".join(n for n in (item.note, result.notes[kind]) if n)
+        if options.raw:
+            note += "; video shows the display rendering (--raw applies to stills)"
+        rows.append(
+            ManifestRow(
+                source=item.source,
+                output=relative_to_output(out_root, target),
+                window_center=center,
+                window_width=width,
+                voi=label,
+                kind="video",
+                note=note,
+            )
+        )
     return rows
 
 

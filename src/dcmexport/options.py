@@ -26,9 +26,17 @@ class StillFormat(str, enum.Enum):
 
 
 class VideoFormat(str, enum.Enum):
-    """Video outputs for multi-frame inputs. Only stills (`none`) exist so far."""
+    """Video outputs for multi-frame inputs (and series with `series_video`)."""
 
+    MP4 = "mp4"
+    GIF = "gif"
+    BOTH = "both"
     NONE = "none"
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The file types written: ``("mp4", "gif")`` for both, ``()`` for none."""
+        return {"mp4": ("mp4",), "gif": ("gif",), "both": ("mp4", "gif"), "none": ()}[self.value]
 
 
 class MetadataFormat(str, enum.Enum):
@@ -100,7 +108,11 @@ class ConvertOptions:
     window: WindowSpec = dataclasses.field(default_factory=lambda: parse_window("auto"))
     raw: bool = False
     frames: FrameSelection | None = None
-    video: VideoFormat = VideoFormat.NONE
+    video: VideoFormat = VideoFormat.BOTH
+    #: frames per second for video; None = from the file's timing, else 10
+    fps: float | None = None
+    #: also one video per series of single-frame images (a CT or MR stack)
+    series_video: bool = False
     quality: int = 90
     metadata: MetadataFormat = MetadataFormat.NONE
     #: rewrite outputs even if an earlier run made them with the same options
@@ -118,5 +130,9 @@ class ConvertOptions:
             raise UsageError(f"--bits {self.bits}: use 8 or 16")
         if self.bits == 16 and self.format is StillFormat.JPEG:
             raise UsageError("--bits 16 needs --format png or tiff (JPEG is 8-bit)")
+        if self.fps is not None and not 0 < self.fps <= 1000:
+            raise UsageError(f"--fps {self.fps:g}: use a rate above 0 and at most 1000")
+        if self.series_video and not self.video.kinds:
+            raise UsageError("--series-video needs --video mp4, gif or both")
         if not 1 <= self.quality <= 100:
             raise UsageError(f"--quality {self.quality}: use 1..100")

@@ -337,10 +337,26 @@ def _window_table(
     return table
 
 
-def render_stored(stored: np.ndarray, t: FrameTransforms, spec: WindowSpec, bits: int) -> Rendered:
-    """Render grayscale stored values (already masked) to `bits`-bit output levels."""
+def frame_minmax(stored: np.ndarray, t: FrameTransforms) -> Window:
+    """The `minmax` window of one frame: its modality value range, padding excluded."""
+    return _minmax(stored, t, _modality_function(t))
+
+
+def render_stored(
+    stored: np.ndarray,
+    t: FrameTransforms,
+    spec: WindowSpec,
+    bits: int,
+    voi: Window | VoiLut | None = None,
+) -> Rendered:
+    """Render grayscale stored values (already masked) to `bits`-bit output levels.
+
+    The VOI is chosen by `spec` from the frame's own windows (or its min-max), unless a
+    `voi` is given: a clip uses one for all its frames.
+    """
     modality = _modality_function(t)
-    voi = select_voi(spec, list(t.windows), list(t.voi_luts))
+    if voi is None:
+        voi = select_voi(spec, list(t.windows), list(t.voi_luts))
     if voi is None:
         voi = _minmax(stored, t, modality)
     voi_fn = _voi_function(voi, bits)

@@ -19,7 +19,7 @@ from .pipeline import (
     render_raw,
     render_stored,
 )
-from .windowing import WindowSpec, parse_window
+from .windowing import VoiLut, Window, WindowSpec, parse_window
 
 
 def check_renderable(ds: Dataset) -> PixelDescription:
@@ -59,8 +59,12 @@ def render_decoded(
     window: WindowSpec,
     bits: int,
     raw: bool,
+    voi: Window | VoiLut | None = None,
 ) -> Rendered:
-    """Apply the display pipeline to one decoded frame (container values, colour as RGB)."""
+    """Apply the display pipeline to one decoded frame (container values, colour as RGB).
+
+    `voi`, if given, replaces the VOI that `window` would select for this frame alone.
+    """
     if desc.photometric_interpretation == "PALETTE COLOR" and decoded.ndim == 2 and not raw:
         rgb, lut_bits = _palette_to_rgb(decoded, ds)
         return render_colour(rgb, lut_bits, bits)
@@ -74,7 +78,7 @@ def render_decoded(
         stored = decoded
     if raw:
         return render_raw(stored, desc, bits)
-    return render_stored(stored, frame_transforms(ds, frame_index, desc), window, bits)
+    return render_stored(stored, frame_transforms(ds, frame_index, desc), window, bits, voi)
 
 
 def _render_colour_samples(
