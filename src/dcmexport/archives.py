@@ -1,0 +1,269 @@
+"""Zip and tar inputs, read member by member and never extracted to disk.
+
+An archive is recognised by name (``.zip``, ``.tar``, ``.tar.gz``, ``.tgz``, any case) and
+confirmed by content: a ``.zip`` that is not a zip is an ordinary (non-DICOM) file.
+
+Members are yielded in archive order. A hostile member is yielded with a `Member.problem` and
+no bytes, so it gets a manifest row but nothing is read or written for it: an absolute path,
+a ``..`` component (``\\`` counts as a separator, so ``..\\x`` is caught), a link, device or
+FIFO member (links are never followed), an encrypted or undecodable zip member, a repeated
+name (which copy a tool picks differs, so none is trusted after the first), and anything over
+`MAX_MEMBER_BYTES`.
+
+Zip bombs: a member's declared size must be within the limit, and it is read with that cap as
+well (Python's zip reader stops at the declared size and checks the CRC). Zip members whose data
+overlap another member's (the "overlapping files" bomb, many huge members from one small
+kernel) are refused. Archives inside archives are not opened, so nested bombs stay inert.
+
+Zip members are read later by random access (`read_member`, typically in a worker); tar
+members, whose random access means decompressing again from the start, carry their bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import os
+import re
+import stat
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from typing import Literal
+
+from .errors import InputReadError
+
+#: Archive names we open, lower case; the content must agree.
+ARCHIVE_SUFFIXES: dict[str, Literal["zip", "tar"]] = {
+    ".zip": "zip",
+    ".tar": "tar",
+    ".tar.gz": "tar",
+    ".tgz": "tar",
+}
+
+#: Largest member read (bytes, uncompressed). Tar members are held in memory whole, and a
+#: DICOM file beyond this is far outside what we convert.
+MAX_MEMBER_BYTES = 2 * 1024**3
+
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+_ZIP_LOCAL_HEADER = 30
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One file in an archive.
+
+    `name` is the member's path made safe (relative, ``/``-separated, no ``.`` or empty
+    parts), or the raw name when `problem` says why the member is refused. `data` holds the
+    bytes of an accepted tar member; zip members are read with `read_member`.
+    """
+
+    name: str
+    size: int
+    problem: str = ""
+    data: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+
+
+def archive_kind(path: str | os.PathLike[str]) -> Literal["zip", "tar"] | None:
+    """The kind of archive `path`'s name promises, or None."""
+    name = os.fspath(path).lower()
+    for suffix, kind in ARCHIVE_SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    return None
+
+
+def is_archive(path: str | os.PathLike[str]) -> bool:
+    """True if `path` is named like an archive and its content is one.
+
+    An unreadable file is not an archive here; reading it as a file reports the error.
+    """
+    kind = archive_kind(path)
+    try:
+        if kind == "zip":
+            return zipfile.is_zipfile(path)
+        if kind == "tar":
+            return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+    return False
+
+
+def member_path(raw: str) -> tuple[str, str]:
+    """A member name as a safe relative POSIX path and ``""``, or the raw name and a problem."""
+    text = raw.replace("\\", "/")
+    if "\x00" in text:
+        return raw, "NUL character in the member name"
+    if text.startswith("/") or _DRIVE.match(text):
+        return raw, "absolute member path"
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    # Windows drops trailing dots and spaces, so ".. " and "..." also climb out.
+    if any(part.strip(". ") == "" for part in parts):
+        return raw, "'..' in the member path"
+    if not parts:
+        return raw, "empty member name"
+    return "/".join(parts), ""
+
+
+def iter_members(
+    path: str | os.PathLike[str], max_member_bytes: int = MAX_MEMBER_BYTES
+) -> Iterator[Member]:
+    """Yield the files of a zip or tar archive in archive order; directories are left out.
+
+    Raises `InputReadError` if the archive cannot be opened or breaks off midway (members
+    yielded before stay valid).
+    """
+    if archive_kind(path) == "zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                yield from (member for _, member in _zip_members(zf, max_member_bytes))
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputReadError(f"cannot read the zip archive ({_reason(exc)})") from None
+    else:
+        yield from _tar_members(path, max_member_bytes)
+
+
+def read_member(
+    archive: str | os.PathLike[str], name: str, max_member_bytes: int = MAX_MEMBER_BYTES
+) -> bytes:
+    """The bytes of member `name` (as `Member.name` gives it); `InputReadError` otherwise.
+
+    For zip this is random access; the archive stays open per process (keyed by path,
+    modification time and process id, so forked workers never share a file offset). For tar
+    it scans from the start: use `Member.data` instead where possible.
+    """
+    if archive_kind(archive) != "zip":
+        for member in _tar_members(archive, max_member_bytes, only=name):
+            if member.problem:
+                raise InputReadError(f"archive member {name}: {member.problem}")
+            assert member.data is not None
+            return member.data
+        raise InputReadError(f"no member {name} in the archive")
+    try:
+        st = os.stat(archive)
+        zf, index = _open_zip(os.path.abspath(archive), st.st_mtime_ns, st.st_size, os.getpid())
+        entry = index.get(name)
+        if entry is None:
+            raise InputReadError(f"no member {name} in the archive")
+        info, member = entry
+        if member.problem:
+            raise InputReadError(f"archive member {name}: {member.problem}")
+        with zf.open(info) as f:
+            data = f.read(max_member_bytes + 1)
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as exc:
+        raise InputReadError(f"cannot read archive member {name} ({_reason(exc)})") from None
+    if len(data) > max_member_bytes:
+        raise InputReadError(f"archive member {name} is larger than {max_member_bytes} bytes")
+    return data
+
+
+@functools.lru_cache(maxsize=4)
+def _open_zip(
+    path: str, mtime_ns: int, size: int, pid: int
+) -> tuple[zipfile.ZipFile, dict[str, tuple[zipfile.ZipInfo, Member]]]:
+    """An open zip and its members by name (first occurrence), parsed once per process."""
+    zf = zipfile.ZipFile(path)
+    index: dict[str, tuple[zipfile.ZipInfo, Member]] = {}
+    for info, member in _zip_members(zf, MAX_MEMBER_BYTES):
+        index.setdefault(member.name, (info, member))
+    return zf, index
+
+
+def _zip_members(
+    zf: zipfile.ZipFile, max_member_bytes: int
+) -> list[tuple[zipfile.ZipInfo, Member]]:
+    infos = [info for info in zf.infolist() if not info.is_dir()]
+    overlapping = _overlapping(infos)
+    seen: set[str] = set()
+    members = []
+    for info in infos:
+        name, problem = member_path(info.filename)
+        mode = info.external_attr >> 16 if info.create_system == 3 else 0
+        if problem:
+            pass
+        elif stat.S_ISLNK(mode):
+            problem = "symbolic link member, not followed"
+        elif stat.S_ISDIR(mode):
+            continue
+        elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+            problem = "special file member (device, FIFO or socket)"
+        elif info.flag_bits & 0x1:
+            problem = "encrypted member"
+        elif info.compress_type not in _ZIP_METHODS:
+            problem = f"unsupported zip compression method {info.compress_type}"
+        elif info.file_size > max_member_bytes:
+            problem = f"member larger than {max_member_bytes} bytes"
+        elif id(info) in overlapping:
+            problem = "member data overlaps another member (zip bomb?)"
+        elif name in seen:
+            problem = "repeated member name"
+        seen.add(name)
+        members.append((info, Member(name, info.file_size, problem)))
+    return members
+
+
+def _overlapping(infos: list[zipfile.ZipInfo]) -> set[int]:
+    """Members whose stored data runs into the next member's header (ids of their ZipInfo).
+
+    A genuine member needs its local header (at least 30 bytes) plus its compressed data
+    before the next member begins.
+    """
+    ordered = sorted(infos, key=lambda info: info.header_offset)
+    bad: set[int] = set()
+    for a, b in itertools.pairwise(ordered):
+        if b.header_offset < a.header_offset + _ZIP_LOCAL_HEADER + a.compress_size:
+            bad.update((id(a), id(b)))
+    return bad
+
+
+def _tar_members(
+    path: str | os.PathLike[str], max_member_bytes: int, only: str | None = None
+) -> Iterator[Member]:
+    """Tar members in stream mode: one pass, no seeking back (cheap for .tar.gz)."""
+    seen: set[str] = set()
+    try:
+        with tarfile.open(path, mode="r|*") as tf:
+            for info in tf:
+                if info.isdir():
+                    continue
+                name, problem = member_path(info.name)
+                if only is not None and name != only:
+                    seen.add(name)
+                    continue
+                problem = problem or _tar_problem(info, max_member_bytes)
+                if not problem and name in seen:
+                    problem = "repeated member name"
+                seen.add(name)
+                data = None
+                if not problem:
+                    f = tf.extractfile(info)
+                    data = f.read(max_member_bytes + 1) if f is not None else b""
+                    if len(data) > max_member_bytes:
+                        problem, data = f"member larger than {max_member_bytes} bytes", None
+                yield Member(name, info.size, problem, data)
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise InputReadError(f"cannot read the tar archive ({_reason(exc)})") from None
+
+
+def _tar_problem(info: tarfile.TarInfo, max_member_bytes: int) -> str:
+    if info.issym():
+        return "symbolic link member, not followed"
+    if info.islnk():
+        return "hard link member, not followed"
+    if info.ischr() or info.isblk():
+        return "device member"
+    if info.isfifo():
+        return "FIFO member"
+    if not info.isreg():
+        return "unsupported member type"
+    if info.size > max_member_bytes:
+        return f"member larger than {max_member_bytes} bytes"
+    return ""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
