@@ -95,15 +95,15 @@ def member_path(raw: str) -> tuple[str, str]:
     """A member name as a safe relative POSIX path and ``""``, or the raw name and a problem."""
     text = raw.replace("\\", "/")
     if "\x00" in text:
-        return raw, "NUL character in the member name"
+        return raw, "NUL character in the name"
     if text.startswith("/") or _DRIVE.match(text):
-        return raw, "absolute member path"
+        return raw, "absolute path"
     parts = [part for part in text.split("/") if part not in ("", ".")]
     # Windows drops trailing dots and spaces, so ".. " and "..." also climb out.
     if any(part.strip(". ") == "" for part in parts):
-        return raw, "'..' in the member path"
+        return raw, "'..' in the path"
     if not parts:
-        return raw, "empty member name"
+        return raw, "empty name"
     return "/".join(parts), ""
 
 

@@ -145,11 +145,14 @@ def references(dicomdir: str | os.PathLike[str]) -> list[Reference]:
         if found is None:
             return None, ""
         if not found.resolve().is_relative_to(resolved_root):
-            return None, "lies outside the DICOMDIR's folder (a link)"
+            return None, "outside the DICOMDIR's folder (a link)"
         return found, ""
 
     def nested(target: Path) -> Dataset | None:
-        return _read_dicomdir(target)
+        try:
+            return _read_dicomdir(target)
+        except DcmExportError:  # unreadable: listed as a plain file, its read will fail
+            return None
 
     def key(target: Path) -> object:
         return target.resolve()
@@ -222,7 +225,9 @@ def _resolve_set(
                     if target is not None or problem:
                         break
             if target is None:
-                problem = f"referenced file {file_id} {problem or 'is missing'}"
+                problem = f"referenced file {file_id} " + (
+                    f"refused: {problem}" if problem else "is missing"
+                )
                 if (file_id, problem) not in seen_problems:
                     seen_problems.add((file_id, problem))
                     results.append(_Found(None, file_id, record.record, problem))
@@ -372,10 +377,10 @@ def _find_folded(
             listings[current] = {}
             for name in names:
                 listings[current].setdefault(_fold(name), name)
-        name = listings[current].get(_fold(part))
-        if name is None:
+        match = listings[current].get(_fold(part))
+        if match is None:
             return None
-        current = current / name
+        current = current / match
     return current if current.is_file() else None
 
 

@@ -299,11 +299,12 @@ def _check_field(name: str, spec: str, conversion: str | None) -> Field:
     if "{" in spec or "}" in spec:
         raise UsageError(f"--layout: nested fields in {{{name}:{spec}}} are not supported")
     if name not in DERIVED_FIELDS:
-        if tag_for_keyword(name) is None:
+        tag = tag_for_keyword(name)
+        if tag is None:
             close = difflib.get_close_matches(name, [*keyword_dict, *DERIVED_FIELDS], n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UsageError(f"--layout: unknown field {{{name}}}: not a DICOM keyword{hint}")
-        vr = dictionary_VR(tag_for_keyword(name))
+        vr = dictionary_VR(tag)
         if vr in _BINARY_VRS:
             raise UsageError(f"--layout: {{{name}}} holds {vr} data, which cannot name a file")
     if spec:
