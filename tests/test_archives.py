@@ -190,6 +190,15 @@ def test_read_member_refuses_problem_and_unknown_members(
         read_member(archive, name)
 
 
+def test_names_only_pass(tmp_path: Path, ct: bytes, mr: bytes) -> None:
+    archive = build_tar(tmp_path / "in.tgz", ct, mr, "w:gz")
+    full = list(iter_members(archive))
+    names_only = list(iter_members(archive, read_data=False))
+    assert names_only == full  # data is not compared
+    assert all(m.data is None for m in names_only)
+    assert any(m.data for m in full)
+
+
 def test_read_member_from_tar(tmp_path: Path, ct: bytes, mr: bytes) -> None:
     archive = build_tar(tmp_path / "in.tar.gz", ct, mr, "w:gz")
     assert read_member(archive, "study/MR_small.dcm") == mr

@@ -20,6 +20,7 @@ from dcmexport.archives import iter_members, read_member
 from dcmexport.dicomdir import (
     find_dicomdir,
     is_dicomdir,
+    is_dicomdir_name,
     references,
     references_in_archive,
 )
@@ -280,6 +281,23 @@ def test_is_dicomdir(cd: Path) -> None:
     assert not is_dicomdir(cd / "TINY_ALPHA" / "README")
     assert not is_dicomdir(b"not dicom at all")
     assert not is_dicomdir(cd / "missing")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("DICOMDIR", True),
+        ("dicomdir", True),
+        ("CD/DicomDir", True),
+        ("CD\\DICOMDIR;1", True),
+        ("DICOMDIR.", True),
+        ("DICOMDIR-implicit", False),
+        ("DICOMDIR/x", False),
+        ("DIRFILE", False),
+    ],
+)
+def test_is_dicomdir_name(name: str, expected: bool) -> None:
+    assert is_dicomdir_name(name) is expected
 
 
 def test_find_dicomdir(cd: Path, tmp_path: Path) -> None:

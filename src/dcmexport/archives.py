@@ -108,12 +108,16 @@ def member_path(raw: str) -> tuple[str, str]:
 
 
 def iter_members(
-    path: str | os.PathLike[str], max_member_bytes: int = MAX_MEMBER_BYTES
+    path: str | os.PathLike[str],
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    *,
+    read_data: bool = True,
 ) -> Iterator[Member]:
     """Yield the files of a zip or tar archive in archive order; directories are left out.
 
-    Raises `InputReadError` if the archive cannot be opened or breaks off midway (members
-    yielded before stay valid).
+    With `read_data` False, tar members come without bytes too (a names-only first pass, e.g.
+    to find a DICOMDIR and what it references). Raises `InputReadError` if the archive cannot
+    be opened or breaks off midway (members yielded before stay valid).
     """
     if archive_kind(path) == "zip":
         try:
@@ -122,7 +126,7 @@ def iter_members(
         except (OSError, zipfile.BadZipFile, EOFError) as exc:
             raise InputReadError(f"cannot read the zip archive ({_reason(exc)})") from None
     else:
-        yield from _tar_members(path, max_member_bytes)
+        yield from _tar_members(path, max_member_bytes, read_data=read_data)
 
 
 def read_member(
@@ -219,7 +223,10 @@ def _overlapping(infos: list[zipfile.ZipInfo]) -> set[int]:
 
 
 def _tar_members(
-    path: str | os.PathLike[str], max_member_bytes: int, only: str | None = None
+    path: str | os.PathLike[str],
+    max_member_bytes: int,
+    only: str | None = None,
+    read_data: bool = True,
 ) -> Iterator[Member]:
     """Tar members in stream mode: one pass, no seeking back (cheap for .tar.gz)."""
     seen: set[str] = set()
@@ -237,7 +244,7 @@ def _tar_members(
                     problem = "repeated member name"
                 seen.add(name)
                 data = None
-                if not problem:
+                if not problem and read_data:
                     f = tf.extractfile(info)
                     data = f.read(max_member_bytes + 1) if f is not None else b""
                     if len(data) > max_member_bytes:

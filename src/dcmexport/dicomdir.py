@@ -108,6 +108,12 @@ def is_dicomdir(source: Dataset | bytes | str | os.PathLike[str]) -> bool:
     return is_dicomdir(ds)
 
 
+def is_dicomdir_name(name: str) -> bool:
+    """True for a file or member named like a DICOMDIR (``DICOMDIR``, ``dicomdir``,
+    ``DICOMDIR;1``, ``a/b/DicomDir``); the content still has to agree (`is_dicomdir`)."""
+    return _fold(PurePosixPath(name.replace("\\", "/")).name) == "dicomdir"
+
+
 def find_dicomdir(folder: str | os.PathLike[str]) -> Path | None:
     """The DICOMDIR directly in `folder` (name in any case, ISO 9660 suffix allowed), or None.
 
@@ -115,7 +121,7 @@ def find_dicomdir(folder: str | os.PathLike[str]) -> Path | None:
     """
     try:
         with os.scandir(folder) as it:
-            names = sorted(e.name for e in it if _fold(e.name) == "dicomdir" and e.is_file())
+            names = sorted(e.name for e in it if is_dicomdir_name(e.name) and e.is_file())
     except OSError:
         return None
     return Path(folder, names[0]) if names else None
