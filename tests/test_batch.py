@@ -93,7 +93,9 @@ def test_every_input_is_in_the_manifest_once(series: Path, tmp_path: Path) -> No
     assert sorted(set(sources)) == sorted(found)
     # one row per single-frame file; the cine has two (its MP4 and its GIF)
     assert len(sources) == len(found) + 1
-    assert sorted(r["output"].rpartition(".")[2] for r in manifest(out) if r["kind"] == "video") == [
+    assert sorted(
+        r["output"].rpartition(".")[2] for r in manifest(out) if r["kind"] == "video"
+    ) == [
         "gif",
         "mp4",
     ]

@@ -17,17 +17,18 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from . import __version__
 from .discovery import Found, count_files, discover
 from .errors import UsageError
-from .job import FileResult, WorkItem, convert_many, convert_one
+from .job import FileResult, WorkItem, convert_many, convert_one, convert_series
 from .layout import NameRegistry, mirror_base
 from .manifest import COLUMNS, write_manifest
 from .options import ConvertOptions
+from .series import SeriesItem, series_items, slice_infos
 from .state import RunState, clear_temp_dir, state_dir
 
 T = TypeVar("T")
@@ -35,6 +36,7 @@ T = TypeVar("T")
 MANIFEST_NAME = "manifest.csv"
 CHUNK_SIZE = 8  # files per task: amortises pickling and scheduling, keeps progress smooth
 IN_FLIGHT_PER_WORKER = 4  # chunks queued per worker: workers never idle, memory stays bounded
+SERIES_SEQ = 1 << 40  # series videos come after every input in the manifest
 
 __all__ = [
     "MANIFEST_NAME",
@@ -57,6 +59,9 @@ class Summary:
     failed: int = 0
     images: int = 0
     videos: int = 0
+    #: `--series-video`: videos made (or up to date) and series that failed
+    series_videos: int = 0
+    series_failed: int = 0
     elapsed: float = 0.0
     output: Path = Path("output")
     manifest: Path = Path("output") / MANIFEST_NAME
@@ -68,7 +73,7 @@ class Summary:
     @property
     def exit_code(self) -> int:
         """0 all converted or up to date, 1 some failed, 2 nothing to convert (CONTRACT.md)."""
-        if self.failed:
+        if self.failed or self.series_failed:
             return 1
         return 0 if self.converted or self.up_to_date else 2
 
@@ -105,9 +110,9 @@ def options_key(options: ConvertOptions) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def plan(found: Iterable[Found]) -> Iterator[WorkItem]:
+def plan(found: Iterable[Found], registry: NameRegistry | None = None) -> Iterator[WorkItem]:
     """Reserve a unique output base for every input, in discovery order."""
-    registry = NameRegistry()
+    registry = registry if registry is not None else NameRegistry()
     seen: set[str] = set()
     for seq, f in enumerate(found):
         path = os.path.abspath(f.path)
@@ -248,12 +253,23 @@ def convert(
         state = RunState(out_root, options_key(opts))
         try:
             workers = worker_slots(pool, jobs)
-            todo = _skip_up_to_date(plan(discover(inputs, exclude)), state, opts, summary, reporter)
-            for result in _run(todo, pool, opts, out_root, workers * IN_FLIGHT_PER_WORKER):
-                state.record(result.source, result.seq, result.status, result.rows)
+            registry = NameRegistry()
+            planned = plan(discover(inputs, exclude), registry)
+            slices: dict[str, str] = {}  # single-frame images converted: source -> output
+
+            def done(result: FileResult) -> None:
                 summary.add(result)
                 if reporter is not None:
                     reporter.result(result)
+                if opts.series_video:
+                    slices.update(_single_frame_output(result))
+
+            todo = _skip_up_to_date(planned, state, opts, done)
+            for result in _run(todo, pool, opts, out_root, workers * IN_FLIGHT_PER_WORKER):
+                state.record(result.source, result.seq, result.status, result.rows)
+                done(result)
+            if slices:
+                _series_videos(slices, registry, state, pool, opts, out_root, workers, summary)
             write_manifest(summary.manifest, state.rows_of_this_run())
         finally:
             state.close()
@@ -280,21 +296,101 @@ def _exclusive(out_root: Path) -> Iterator[None]:
         yield
 
 
+def _single_frame_output(result: FileResult) -> dict[str, str]:
+    """{source: output} if `result` is a single-frame image converted now or earlier."""
+    if result.status != "ok":
+        return {}
+    for row in result.rows:
+        if row.kind == "image" and row.frame is None:
+            return {result.source: row.output}
+    return {}
+
+
+def _series_videos(
+    slices: dict[str, str],
+    registry: NameRegistry,
+    state: RunState,
+    pool: cf.Executor | None,
+    options: ConvertOptions,
+    out_root: Path,
+    workers: int,
+    summary: Summary,
+) -> None:
+    """`--series-video`: read the converted slices' headers (on the executor), group them
+    into series, and make one video per series of two or more slices."""
+    pairs = [(source, os.path.abspath(source)) for source in slices]
+    infos = [
+        info
+        for chunk in _map_chunks(slice_infos, pairs, pool, workers, CHUNK_SIZE * 8)
+        for info in chunk
+        if info is not None
+    ]
+    todo = []
+    for item, wanted in series_items(infos, slices, first_seq=SERIES_SEQ):
+        base, note = registry.claim(wanted)
+        item = dataclasses.replace(
+            item, base=str(base), note="; ".join(n for n in (note, item.note) if n)
+        )
+        rows = None
+        if not options.overwrite:
+            rows = state.up_to_date(item.key, item.seq, item.base, item.fingerprint)
+        if rows is None:
+            todo.append(item)
+        else:
+            summary.series_videos += sum(1 for r in rows if r.kind == "series-video")
+    by_key = {item.key: item for item in todo}
+    for results in _map_chunks(convert_series_many, todo, pool, workers, 1, options, out_root):
+        for key, result in results:
+            item = by_key[key]
+            state.record(item.key, item.seq, result.status, result.rows, item.fingerprint)
+            if result.status == "ok":
+                summary.series_videos += sum(1 for r in result.rows if r.kind == "series-video")
+            else:
+                summary.series_failed += 1
+
+
+def convert_series_many(
+    items: list[SeriesItem], options: ConvertOptions, out_root: str
+) -> list[tuple[str, FileResult]]:
+    """Series videos for a chunk of series (one executor task)."""
+    return [(item.key, convert_series(item, options, out_root)) for item in items]
+
+
+def _map_chunks(
+    function: Any,
+    items: list[Any],
+    pool: cf.Executor | None,
+    workers: int,
+    size: int,
+    *args: Any,
+) -> Iterator[Any]:
+    """`function(chunk, *args)` over chunks of `items`, in-process or on the executor."""
+    if pool is None:
+        for chunk in chunks(items, size):
+            yield function(chunk, *args)
+        return
+    pending: set[cf.Future] = set()
+    for chunk in chunks(items, size):
+        pending.add(pool.submit(function, chunk, *args))
+        if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
+            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    for future in cf.as_completed(pending):
+        yield future.result()
+
+
 def _skip_up_to_date(
     items: Iterator[WorkItem],
     state: RunState,
     options: ConvertOptions,
-    summary: Summary,
-    reporter: Reporter | None,
+    done: Callable[[FileResult], None],
 ) -> Iterator[WorkItem]:
-    """Pass on the items that need work; count the others as up to date."""
+    """Pass on the items that need work; hand the others to `done` as up to date."""
     for item in items:
         rows = None if options.overwrite else state.up_to_date(item.source, item.seq, item.base)
         if rows is None:
             yield item
             continue
         status = "skipped" if rows and rows[0].status == "skipped" else "ok"
-        result = FileResult(item.source, status, rows, seq=item.seq, up_to_date=status == "ok")
-        summary.add(result)
-        if reporter is not None:
-            reporter.result(result)
+        done(FileResult(item.source, status, rows, seq=item.seq, up_to_date=status == "ok"))

@@ -92,7 +92,7 @@ class SliceClip:
     def headers(self) -> Iterator[tuple[Dataset, PixelDescription, int]]:
         for path in self.paths:
             ds = decoding.read_dataset(path, stop_before_pixels=True)
-            yield ds, check_renderable(ds), 0
+            yield ds, PixelDescription.from_dataset(ds), 0
 
     def frames(self) -> Iterator[tuple[Dataset, PixelDescription, int, np.ndarray]]:
         for path in self.paths:

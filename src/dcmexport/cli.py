@@ -128,6 +128,12 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         help="same as --video gif (for older scripts)",
     )
     p.add_argument(
+        "--series-video",
+        action="store_true",
+        help="also one video per series of single-frame images (a CT or MR stack), slices "
+        "in order along the slice normal: OUT/<folder of the slices>/series_<SeriesNumber>.mp4",
+    )
+    p.add_argument(
         "--fps",
         type=float,
         metavar="FPS",
@@ -269,6 +275,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         frames=args.frames,
         video=args.video,
         fps=args.fps,
+        series_video=args.series_video,
         quality=args.quality,
         metadata=args.metadata,
         overwrite=args.overwrite,
@@ -288,9 +295,13 @@ def _run_convert(args: argparse.Namespace) -> int:
             reporter.close()
     if not args.quiet:
         up_to_date = f", {summary.up_to_date} already up to date" if summary.up_to_date else ""
+        series = f"{summary.series_videos} series video(s), " if summary.series_videos else ""
+        if summary.series_failed:
+            series += f"{summary.series_failed} series video(s) failed, "
         print(
             f"converted {summary.converted} file(s) to {summary.images} image(s)"
             f"{f' and {summary.videos} video(s)' if summary.videos else ''}{up_to_date}, "
+            f"{series}"
             f"skipped {summary.skipped}, failed {summary.failed} "
             f"in {summary.elapsed:.1f} s ({summary.files_per_second:.0f} files/s); "
             f"manifest: {summary.manifest}",

@@ -11,18 +11,20 @@ import dataclasses
 import os
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 
 from . import decoding
-from .cine import Clip, MultiFrameClip, export_clip
+from .cine import Clip, MultiFrameClip, SliceClip, export_clip
 from .errors import DcmExportError, NoPixelDataError, NotDicomError, UsageError
 from .layout import inside_output, relative_to_output
 from .manifest import ManifestRow
 from .options import ConvertOptions, MetadataFormat
 from .pipeline import Rendered, modality_rescale
 from .render import check_renderable, render_decoded
+from .series import SeriesItem
 from .sidecar import sidecar_json, sidecar_txt
 from .state import temp_dir
 from .video import clip_timing
@@ -176,11 +178,37 @@ def convert_one(
     item: WorkItem, options: ConvertOptions, out_root: str | os.PathLike[str]
 ) -> FileResult:
     """Convert one input; every expected problem becomes a `skipped` or `error` result."""
+    return _guarded(
+        item.source, item.seq, item.note, lambda: _convert_file(item, options, Path(out_root))
+    )
+
+
+def convert_series(
+    item: SeriesItem, options: ConvertOptions, out_root: str | os.PathLike[str]
+) -> FileResult:
+    """Make one series video (`--series-video`); never raises for a per-series problem."""
+    return _guarded(
+        item.source, item.seq, item.note, lambda: _series_video(item, options, Path(out_root))
+    )
+
+
+def _series_video(item: SeriesItem, options: ConvertOptions, out_root: Path) -> list[ManifestRow]:
+    clip = SliceClip(item.paths, item.rows, item.columns)
+    first = decoding.read_dataset(item.paths[0], stop_before_pixels=True)
+    work = WorkItem(item.source, item.base, item.note, item.seq, item.paths[0])
+    rows = _write_videos(work, clip, first, options, out_root)
+    for row in rows:
+        row.kind = "series-video"
+    return rows
+
+
+def _guarded(source: str, seq: int, note: str, work: Callable[[], list[ManifestRow]]) -> FileResult:
+    """Run one unit of work, turning expected faults into `skipped`/`error` results."""
     try:
         with warnings.catch_warnings():  # pydicom warns about every oddity it tolerates
             warnings.simplefilter("ignore")
-            rows = _convert_file(item, options, Path(out_root))
-        return FileResult(item.source, "ok", rows, seq=item.seq)
+            rows = work()
+        return FileResult(source, "ok", rows, seq=seq)
     except (NotDicomError, NoPixelDataError) as exc:
         status, reason, detail = "skipped", str(exc), ""
     except DcmExportError as exc:
@@ -191,8 +219,8 @@ def convert_one(
         status = "error"
         reason = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         detail = traceback.format_exc()
-    row = ManifestRow(source=item.source, status=status, error=reason, note=item.note)
-    return FileResult(item.source, status, [row], reason, detail, seq=item.seq)
+    row = ManifestRow(source=source, status=status, error=reason, note=note)
+    return FileResult(source, status, [row], reason, detail, seq=seq)
 
 
 def convert_many(

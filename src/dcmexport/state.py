@@ -95,13 +95,17 @@ class RunState:
         self._last_commit = time.monotonic()
         self._db.execute("BEGIN")
 
-    def up_to_date(self, source: str, seq: int, base: str) -> list[ManifestRow] | None:
+    def up_to_date(
+        self, source: str, seq: int, base: str, fingerprint: tuple[int, int] | None = None
+    ) -> list[ManifestRow] | None:
         """The rows of an earlier conversion of `source` that still holds, else None.
 
         It holds when the input is unchanged, the options are the same, the earlier result was
         `ok` or `skipped`, and every output it lists lies under the output `base` planned for
         it in this run and is exactly the file written then (same size and modification time:
         another input may have taken the name since). It is then counted in this run.
+        `fingerprint` replaces the input file's (size, mtime) for work that is not one file
+        (a series video: its slices).
         """
         if not self._has_history:
             return None
@@ -111,7 +115,7 @@ class RunState:
         ).fetchone()
         if found is None or found[2] != self.options_key or found[3] not in ("ok", "skipped"):
             return None
-        if _fingerprint(source) != (found[0], found[1]):
+        if (fingerprint or _fingerprint(source)) != (found[0], found[1]):
             return None
         rows = _rows_from_json(found[4])
         written = json.loads(found[5] or "{}")
@@ -128,13 +132,20 @@ class RunState:
         self._maybe_commit()
         return rows
 
-    def record(self, source: str, seq: int, status: str, rows: list[ManifestRow]) -> None:
+    def record(
+        self,
+        source: str,
+        seq: int,
+        status: str,
+        rows: list[ManifestRow],
+        fingerprint: tuple[int, int] | None = None,
+    ) -> None:
         """Remember what this run did with `source`; remove outputs it no longer makes.
 
         An earlier run with other options may have written files this one does not (PNG then
         JPEG, other frames): they are deleted if they are still exactly as written then.
         """
-        size, mtime_ns = _fingerprint(source) or (None, None)
+        size, mtime_ns = fingerprint or _fingerprint(source) or (None, None)
         written = {r.output: self._output_stat(r.output) for r in rows if r.output}
         if self._has_history:
             self._remove_orphans(display_path(source), written)

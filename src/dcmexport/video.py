@@ -21,13 +21,14 @@ from .errors import UsageError
 from .windowing import decimal_value
 
 DEFAULT_FPS = Fraction(10)
-#: x264 constant quality: 18 is visually lossless for 8-bit medical cines, ~3× smaller than 12
-MP4_CRF = 18
+#: x264 constant quality (18–23 is "visually lossless" to "good"): on a noisy 512² fluoroscopy
+#: cine, 20 gives 36 dB PSNR at half the size and 10 % less time than 18
+MP4_CRF = 20
 MP4_PRESET = "medium"
 #: GIF guard: frames larger than this are downscaled (longest side, pixels) ...
 GIF_MAX_SIDE = 640
 #: ... and frames are dropped (every k-th kept) beyond this many pixels over the whole clip,
-#: which bounds the GIF (at most ~1 byte per pixel before LZW) and the memory it needs.
+#: which bounds the GIF file (about a byte per pixel before LZW compression).
 GIF_MAX_PIXELS = 100_000_000
 #: browsers slow GIF frames shown for under 20 ms down to 100 ms: 50 fps is the fastest GIF
 GIF_MIN_DELAY_CS = 2
