@@ -75,6 +75,15 @@ def archive_kind(path: str | os.PathLike[str]) -> Literal["zip", "tar"] | None:
     return None
 
 
+def archive_stem(name: str) -> str:
+    """An archive's name without its archive suffix (``cd.tar.gz`` → ``cd``)."""
+    lowered = name.lower()
+    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if lowered.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def is_archive(path: str | os.PathLike[str]) -> bool:
     """True if `path` is named like an archive and its content is one.
 

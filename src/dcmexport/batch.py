@@ -18,15 +18,18 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, TypeVar
 
 from . import __version__
+from .archives import read_member
+from .decoding import read_dataset
 from .discovery import Found, count_files, discover
-from .errors import UsageError
+from .errors import DcmExportError, UsageError
 from .job import FileResult, WorkItem, convert_many, convert_one, convert_series
 from .layout import NameRegistry, mirror_base
 from .manifest import COLUMNS, write_manifest
+from .naming import Layout, input_stem
 from .options import ConvertOptions
 from .series import SeriesItem, series_items, slice_infos
 from .state import RunState, clear_temp_dir, state_dir
@@ -110,17 +113,43 @@ def options_key(options: ConvertOptions) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def plan(found: Iterable[Found], registry: NameRegistry | None = None) -> Iterator[WorkItem]:
-    """Reserve a unique output base for every input, in discovery order."""
+def plan(
+    found: Iterable[Found], registry: NameRegistry | None = None, layout: Layout | None = None
+) -> Iterator[WorkItem]:
+    """Reserve a unique output base for every input, in discovery order.
+
+    With a `layout` template the base comes from the input's header, read here (without
+    pixel data) so that the registry can keep every name unique.
+    """
     registry = registry if registry is not None else NameRegistry()
     seen: set[str] = set()
     for seq, f in enumerate(found):
         path = os.path.abspath(f.path)
-        if path in seen:  # the same file named twice (a folder and a file in it): once
+        key = f"{path}/{f.member}" if f.member else path
+        if key in seen:  # the same file named twice (a folder and a file in it): once
             continue
-        seen.add(path)
-        base, note = registry.claim(mirror_base(f))
-        yield WorkItem(str(f.path), str(base), note, seq, path)
+        seen.add(key)
+        if f.problem:
+            yield WorkItem(f.source, "", "", seq, path, f.member, problem=f.problem)
+            continue
+        wanted = _layout_base(f, layout, seq) if layout is not None else None
+        base, note = registry.claim(wanted or mirror_base(f))
+        yield WorkItem(f.source, str(base), note, seq, path, f.member, f.data)
+
+
+def _layout_base(found: Found, layout: Layout, seq: int) -> PurePosixPath | None:
+    """The template's base for one input, or None when its header cannot be read (the
+    conversion then reports why)."""
+    try:
+        if found.data is not None or found.member:
+            data = found.data if found.data is not None else read_member(found.path, found.member)
+            ds = read_dataset(data, stop_before_pixels=True)
+        else:
+            ds = read_dataset(found.path, stop_before_pixels=True)
+    except DcmExportError:
+        return None
+    name = PurePosixPath(found.member).name if found.member else found.path.name
+    return layout.render(ds, stem=input_stem(name), index=seq + 1)
 
 
 def default_jobs() -> int:
@@ -254,7 +283,7 @@ def convert(
         try:
             workers = worker_slots(pool, jobs)
             registry = NameRegistry()
-            planned = plan(discover(inputs, exclude), registry)
+            planned = plan(discover(inputs, exclude), registry, opts.layout)
             slices: dict[str, str] = {}  # single-frame images converted: source -> output
 
             def done(result: FileResult) -> None:

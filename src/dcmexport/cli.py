@@ -150,6 +150,14 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         help="a metadata sidecar per converted input: txt (summary + full header) or json "
         "(DICOM JSON model + what was written) (default: none)",
     )
+    p.add_argument(
+        "--layout",
+        default="mirror",
+        metavar="LAYOUT",
+        help="output names: mirror (the input tree, default), a preset (study = "
+        "{PatientID}/{StudyDate}/{SeriesNumber}/{InstanceNumber}, series, flat) or a template "
+        "of {Keyword} / {Keyword:04d} fields and {stem}, {index}, {frame}",
+    )
     _add_execution(p)
     p.add_argument(
         "--overwrite",
@@ -276,6 +284,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         video=args.video,
         fps=args.fps,
         series_video=args.series_video,
+        layout=args.layout,
         quality=args.quality,
         metadata=args.metadata,
         overwrite=args.overwrite,

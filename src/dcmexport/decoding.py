@@ -8,6 +8,7 @@ plugin when one fails on a malformed stream.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -67,23 +68,33 @@ def has_dicm_prefix(path: str | os.PathLike[str]) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def read_dataset(path: str | os.PathLike[str], *, stop_before_pixels: bool = False) -> Dataset:
-    """Read a DICOM file, with or without preamble and file meta; `NotDicomError` otherwise.
+def read_dataset(
+    path: str | os.PathLike[str] | bytes, *, stop_before_pixels: bool = False
+) -> Dataset:
+    """Read a DICOM file (a path, or the bytes of an archive member), with or without
+    preamble and file meta; `NotDicomError` otherwise.
 
     Files without the ``DICM`` marker count as DICOM only if pydicom parses a header with
     elements of the General Study/Series/Image or Image Pixel groups (0008, 0020, 0028).
     Pixel data over 8 MB is deferred, so a large cine is not loaded to pick a few frames.
     """
-    path = Path(path)
+    in_memory = isinstance(path, bytes)
     try:
-        part10 = has_dicm_prefix(path)
+        if in_memory:
+            part10, size = path[128:132] == b"DICM", len(path)
+        else:
+            part10, size = has_dicm_prefix(path), None
     except OSError as exc:
         raise errors.InputReadError(f"cannot read the file ({exc.strerror or exc})") from None
     try:
-        if not part10 and path.stat().st_size < 16:
+        if not part10 and (size if size is not None else Path(path).stat().st_size) < 16:
             raise errors.NotDicomError("not a DICOM file")
+        source = io.BytesIO(path) if in_memory else path
         ds = pydicom.dcmread(
-            path, force=True, stop_before_pixels=stop_before_pixels, defer_size="8 MB"
+            source,
+            force=True,
+            stop_before_pixels=stop_before_pixels,
+            defer_size=None if in_memory else "8 MB",
         )
     except errors.NotDicomError:
         raise

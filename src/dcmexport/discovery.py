@@ -1,9 +1,14 @@
-"""Find input files: files and folders (recursive) in any mix, streamed in a stable order.
+"""Find inputs: files, folders (recursive), DICOMDIRs and zip/tar archives in any mix, streamed.
 
-Nothing here opens a file: whether something is DICOM is decided by content when it is read,
-so every file found gets a manifest row (converted, skipped with a reason, or an error).
-Folders are read with `os.scandir`, whose entries know their type without a `stat` per file,
-and walked lazily: a million files never sit in memory at once.
+Whether a file is DICOM is decided by content when it is read, so every file found gets a
+manifest row (converted, skipped with a reason, or an error). Folders are read with
+`os.scandir`, whose entries know their type without a `stat` per file, and walked lazily: a
+million files never sit in memory at once.
+
+A DICOMDIR (a patient CD) in a folder adds what the walk cannot see — the records whose file
+is missing, each an error row — while the walk finds every existing image exactly once. A
+DICOMDIR given as the input converts the files it references. Archives are read member by
+member, never unpacked; refused members (``..``, absolute paths, links) are error rows.
 """
 
 from __future__ import annotations
@@ -12,19 +17,35 @@ import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from .errors import UsageError
+from . import archives, dicomdir
+from .errors import DcmExportError, UsageError
+from .naming import sanitize_component
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class Found:
-    """A file to convert; `root` is the input folder it was found under (None if given)."""
+    """An input to convert.
+
+    `root` is the input folder it was found under (None if given directly). For an archive
+    member, `path` is the archive, `member` the member's safe name, `rel` where it mirrors
+    to, and `data` a tar member's bytes. `problem` makes it an error row without a read.
+    """
 
     path: Path
     root: Path | None = None
+    member: str = ""
+    rel: PurePosixPath | None = None
+    data: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    problem: str = ""
+
+    @property
+    def source(self) -> str:
+        """The input as the manifest names it: a path, or ``archive/member``."""
+        return f"{self.path}/{self.member}" if self.member else str(self.path)
 
 
 def discover(
@@ -40,11 +61,76 @@ def discover(
         path = Path(item)
         if path.is_dir():
             for file_path in _walk(path, excluded):
-                yield Found(file_path, path)
+                yield from _found_in_folder(file_path, path)
         elif path.is_file():
-            yield Found(path)
+            if archives.is_archive(path):
+                yield from _archive(path, PurePosixPath())
+            elif dicomdir.is_dicomdir_name(path.name) and dicomdir.is_dicomdir(path):
+                yield Found(path)
+                yield from _dicomdir_references(path, path.parent, missing_only=False)
+            else:
+                yield Found(path)
         else:
             raise UsageError(f"input not found: {path}")
+
+
+def _found_in_folder(path: Path, root: Path) -> Iterator[Found]:
+    """A file met in a folder walk: itself, an archive's members, or a DICOMDIR's gaps."""
+    if path.name.casefold() == "dicomdir":
+        yield Found(path, root)
+        yield from _dicomdir_references(path, root, missing_only=True)
+    elif archives.archive_kind(path) and archives.is_archive(path):
+        rel = path.parent.relative_to(root) / archives.archive_stem(path.name)
+        yield from _archive(path, PurePosixPath(*rel.parts))
+    else:
+        yield Found(path, root)
+
+
+def _dicomdir_references(path: Path, root: Path, *, missing_only: bool) -> Iterator[Found]:
+    """The files a DICOMDIR references (or only the missing ones, as error rows)."""
+    try:
+        refs = dicomdir.references(path)
+    except DcmExportError as exc:
+        log.warning("cannot read DICOMDIR %s (%s)", path, exc)
+        return
+    for ref in refs:
+        if ref.problem or ref.path is None:
+            expected = path.parent.joinpath(*ref.file_id.split("/"))
+            yield Found(expected, root, problem=f"DICOMDIR {ref.record}: {ref.problem}")
+        elif not missing_only:
+            yield Found(ref.path, root)
+
+
+def _archive(path: Path, prefix: PurePosixPath) -> Iterator[Found]:
+    """Every member of a zip or tar archive (DICOMDIRs inside honoured), mirrored under
+    `prefix`; a tar's bytes come along, a zip's are read by the worker."""
+    try:
+        listing = list(archives.iter_members(path, read_data=False))
+        names = [m.name for m in listing if not m.problem]
+        for member in listing:
+            if member.problem or PurePosixPath(member.name).name.casefold() != "dicomdir":
+                continue
+            data = archives.read_member(path, member.name)
+            refs = dicomdir.references_in_archive(
+                data, member.name, names, lambda n: archives.read_member(path, n)
+            )
+            for ref in refs:
+                if ref.problem or ref.member is None:
+                    expected = str(PurePosixPath(member.name).parent / ref.file_id)
+                    yield Found(
+                        path, member=expected, problem=f"DICOMDIR {ref.record}: {ref.problem}"
+                    )
+        members = listing if archives.archive_kind(path) == "zip" else archives.iter_members(path)
+        for member in members:
+            if member.problem:
+                yield Found(
+                    path, member=member.name, problem=f"archive member refused: {member.problem}"
+                )
+                continue
+            rel = prefix.joinpath(*(sanitize_component(p) for p in member.name.split("/")))
+            yield Found(path, member=member.name, rel=rel, data=member.data)
+    except DcmExportError as exc:
+        yield Found(path, problem=str(exc))
 
 
 def display_path(path: str | os.PathLike[str]) -> str:

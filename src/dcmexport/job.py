@@ -12,15 +12,17 @@ import os
 import traceback
 import warnings
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pydicom.dataset import Dataset
 
 from . import decoding
+from .archives import read_member
 from .cine import Clip, MultiFrameClip, SliceClip, export_clip
-from .errors import DcmExportError, NoPixelDataError, NotDicomError, UsageError
+from .errors import DcmExportError, InputReadError, NoPixelDataError, NotDicomError, UsageError
 from .layout import inside_output, relative_to_output
 from .manifest import ManifestRow
+from .naming import input_stem
 from .options import ConvertOptions, MetadataFormat
 from .pipeline import Rendered, modality_rescale
 from .render import check_renderable, render_decoded
@@ -42,6 +44,20 @@ class WorkItem:
     seq: int = 0
     #: the absolute path workers read (a Dask worker's working folder is not ours)
     path: str = ""
+    #: an archive member: its name in the archive at `path`, and a tar member's bytes
+    member: str = ""
+    data: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: why this input cannot be converted (a missing DICOMDIR record, a refused member)
+    problem: str = ""
+
+    def read(self) -> tuple[Dataset, str | None]:
+        """The dataset, and the path to decode large pixel data from (None if in memory)."""
+        if self.data is not None:
+            return decoding.read_dataset(self.data), None
+        if self.member:
+            return decoding.read_dataset(read_member(self.path, self.member)), None
+        path = self.path or self.source
+        return decoding.read_dataset(path), path
 
 
 @dataclasses.dataclass
@@ -77,9 +93,13 @@ def _manifest_row(
 
 
 def _targets(
-    item: WorkItem, n_frames: int, options: ConvertOptions
+    item: WorkItem, n_frames: int, options: ConvertOptions, ds: Dataset
 ) -> list[tuple[int, int | None, str]]:
-    """(frame number, manifest frame column, output path relative to OUT) per still."""
+    """(frame number, manifest frame column, output path relative to OUT) per still.
+
+    Stills of a multi-frame input go in a folder named after its base, unless the layout
+    template places them itself with ``{frame}``.
+    """
     ext = options.format.extension
     if n_frames == 1:
         return [(1, None, f"{item.base}{ext}")]
@@ -92,18 +112,26 @@ def _targets(
         )
     width = max(4, len(str(n_frames)))
     numbers = options.frames.frame_numbers(n_frames)
+    layout = options.layout
+    if layout is not None and layout.uses_frame:
+        stem = input_stem(PurePosixPath(item.member or item.source).name)
+        return [
+            (n, n, f"{layout.render(ds, stem=stem, index=item.seq + 1, frame=n)}{ext}")
+            for n in numbers
+        ]
     return [(n, n, f"{item.base}/{n:0{width}d}{ext}") for n in numbers]
 
 
 def _convert_file(item: WorkItem, options: ConvertOptions, out_root: Path) -> list[ManifestRow]:
-    path = item.path or item.source
-    ds = decoding.read_dataset(path)
+    if item.problem:
+        raise InputReadError(item.problem)
+    ds, path = item.read()
     desc = check_renderable(ds)
     n_frames = decoding.number_of_frames(ds)
     rows = []
     if n_frames > 1 and options.video.kinds:
         rows += _write_videos(item, MultiFrameClip(ds, desc, path), ds, options, out_root)
-    for number, frame_column, rel in _targets(item, n_frames, options):
+    for number, frame_column, rel in _targets(item, n_frames, options, ds):
         decoded = decoding.decode_frame(ds, number - 1, path)
         rendered = render_decoded(
             decoded, ds, desc, number - 1, window=options.window, bits=options.bits, raw=options.raw

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from .discovery import Found
 from .errors import OutsideOutputError
+
+if TYPE_CHECKING:
+    from .discovery import Found
 
 #: Extensions stripped from input names; any other name is kept whole (`1.2.3` → `1.2.3.png`).
 STRIPPED_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
@@ -14,7 +17,12 @@ STRIPPED_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 
 def mirror_base(found: Found) -> PurePosixPath:
     """The output path, relative to OUT and without extension, that mirrors an input."""
-    rel = found.path.relative_to(found.root) if found.root else PurePosixPath(found.path.name)
+    if found.rel is not None:
+        rel = found.rel
+    elif found.root:
+        rel = found.path.relative_to(found.root)
+    else:
+        rel = PurePosixPath(found.path.name)
     rel = PurePosixPath(*Path(rel).parts)
     if rel.suffix.lower() in STRIPPED_SUFFIXES:
         rel = rel.with_suffix("")

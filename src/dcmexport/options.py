@@ -10,6 +10,7 @@ import dataclasses
 import enum
 
 from .errors import UsageError
+from .naming import Layout, parse_layout
 from .windowing import WindowSpec, parse_window
 
 
@@ -115,6 +116,8 @@ class ConvertOptions:
     series_video: bool = False
     quality: int = 90
     metadata: MetadataFormat = MetadataFormat.NONE
+    #: output names: None = mirror the input tree, else a template (`naming.parse_layout`)
+    layout: Layout | None = None
     #: rewrite outputs even if an earlier run made them with the same options
     overwrite: bool = False
 
@@ -124,6 +127,8 @@ class ConvertOptions:
         object.__setattr__(self, "metadata", MetadataFormat(self.metadata))
         if isinstance(self.window, str):
             object.__setattr__(self, "window", parse_window(self.window))
+        if isinstance(self.layout, str):
+            object.__setattr__(self, "layout", parse_layout(self.layout))
         if isinstance(self.frames, str):
             object.__setattr__(self, "frames", parse_frames(self.frames))
         if self.bits not in (8, 16):

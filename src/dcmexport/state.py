@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,11 +58,18 @@ def clear_temp_dir(out_root: Path) -> None:
 
 
 def _fingerprint(source: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(source)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
+    """(size, mtime) of the input file; for an archive member (``archive/member``), of the
+    archive that holds it."""
+    path = Path(source)
+    for candidate in (path, *path.parents):
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if candidate != path and not stat.S_ISREG(st.st_mode):
+            return None  # a missing file in a folder: nothing to compare
+        return st.st_size, st.st_mtime_ns
+    return None
 
 
 def _rows_to_json(rows: list[ManifestRow]) -> str:
@@ -167,8 +175,8 @@ class RunState:
 
     def _remove_orphans(self, key: str, keep: dict[str, tuple[int, int] | None]) -> None:
         found = self._db.execute("SELECT outputs FROM files WHERE source = ?", (key,)).fetchone()
-        for output, stat in json.loads((found and found[0]) or "{}").items():
-            if output not in keep and stat and self._output_stat(output) == tuple(stat):
+        for output, was in json.loads((found and found[0]) or "{}").items():
+            if output not in keep and was and self._output_stat(output) == tuple(was):
                 with contextlib.suppress(OSError):
                     (self.out_root / output).unlink()
 
