@@ -307,3 +307,16 @@ def test_any_patient_id_stays_inside_out(tmp_path: Path, value: str) -> None:
         if row["output"]:
             assert (out / row["output"]).resolve().is_relative_to(out.resolve())
     assert {p.name for p in run.iterdir()} == {"in", "out"}
+
+
+def test_frame_field_places_stills_and_names_the_video(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    source = pydicom_file("SC_rgb_rle_2frame.dcm")
+    layout = "{Modality}/{stem}_{frame:03d}"
+    assert convert([source], out, jobs=1, frames="all", layout=layout).exit_code == 0
+    assert [(r["frame"], r["output"]) for r in manifest(out)] == [
+        ("", "OT/SC_rgb_rle_2frame.mp4"),
+        ("", "OT/SC_rgb_rle_2frame.gif"),
+        ("1", "OT/SC_rgb_rle_2frame_001.png"),
+        ("2", "OT/SC_rgb_rle_2frame_002.png"),
+    ]

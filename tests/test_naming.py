@@ -180,7 +180,7 @@ def test_derived_fields() -> None:
     ds = dataset(SeriesNumber="2")
     template = "{SeriesNumber}/{stem}_{index:03d}_{frame:04d}"
     assert render(template, ds, stem="IM0001", index=5, frame=3) == "2/IM0001_005_0003"
-    assert render(template, ds, stem="IM0001", index=5) == "2/IM0001_005_"
+    assert render(template, ds, stem="IM0001", index=5) == "2/IM0001_005"  # no dangling separator
 
 
 def test_a_folder_of_only_frame_is_left_out_without_a_frame() -> None:

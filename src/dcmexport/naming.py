@@ -4,9 +4,10 @@ A template names the output base, relative to OUT and without extension, from ta
 ``{Keyword}`` or ``{Keyword:spec}`` (a Python format spec, e.g. ``{InstanceNumber:04d}``), and
 the derived fields ``{stem}`` (the input's name without ``.dcm``/``.dicom``/``.dic``/``.ima``),
 ``{index}`` (the input's 1-based position in discovery order) and ``{frame}`` (the 1-based frame
-number of a still from a multi-frame input; empty otherwise, and a folder level that renders
-empty only because of it is left out). The template's own ``/`` (or ``\\``) separate folders;
-tag values never add folders. Presets (`LAYOUT_PRESETS`):
+number of a still from a multi-frame input; empty otherwise — separators next to it are then
+dropped, so ``{stem}_{frame}`` names the video ``x.mp4`` and the stills ``x_1.png`` — and a folder
+level that renders empty only because of it is left out). The template's own ``/`` (or ``\\``)
+separate folders; tag values never add folders. Presets (`LAYOUT_PRESETS`):
 
 - ``study``: ``{PatientID}/{StudyDate}/{SeriesNumber}/{InstanceNumber}``
 - ``series``: ``{StudyInstanceUID}/{SeriesNumber}/{InstanceNumber:04d}``
@@ -125,6 +126,8 @@ class Layout:
         rendered: list[str] = []
         for component in self.components:
             text = "".join(_render_part(part, ds, derived) for part in component)
+            if frame is None and _has_frame(component):
+                text = text.strip("_-. ")  # `{stem}_{frame}` names the video `{stem}`
             if not text and _only_frame(component) and frame is None:
                 continue
             rendered.append(sanitize_component(text))
@@ -272,6 +275,10 @@ def _render_part(part: Part, ds: Dataset, derived: dict[str, Any]) -> str:
     except Exception:  # a malformed value pydicom cannot convert
         value = None
     return value_text(value, part.spec)
+
+
+def _has_frame(component: tuple[Part, ...]) -> bool:
+    return any(isinstance(part, Field) and part.name == "frame" for part in component)
 
 
 def _only_frame(component: tuple[Part, ...]) -> bool:
