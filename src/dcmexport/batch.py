@@ -232,19 +232,15 @@ def _run(
     max_in_flight: int,
 ) -> Iterator[FileResult]:
     """Results as they complete; at most `max_in_flight` chunks are queued at a time."""
-    if executor is None:
+    if executor is None:  # one file at a time: progress moves with every file
         for item in items:
             yield convert_one(item, options, out_root)
         return
-    pending: set[cf.Future] = set()
-    for chunk in chunks(items, CHUNK_SIZE):
-        pending.add(executor.submit(convert_many, chunk, options, str(out_root.resolve())))
-        if len(pending) >= max_in_flight:
-            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for future in done:
-                yield from future.result()
-    for future in cf.as_completed(pending):
-        yield from future.result()
+    root = str(out_root.resolve())
+    for results in _map_chunks(
+        convert_many, items, executor, max_in_flight, CHUNK_SIZE, options, root
+    ):
+        yield from results
 
 
 def convert(
@@ -347,10 +343,11 @@ def _series_videos(
 ) -> None:
     """`--series-video`: read the converted slices' headers (on the executor), group them
     into series, and make one video per series of two or more slices."""
+    in_flight = workers * IN_FLIGHT_PER_WORKER
     pairs = [(source, os.path.abspath(source)) for source in slices]
     infos = [
         info
-        for chunk in _map_chunks(slice_infos, pairs, pool, workers, CHUNK_SIZE * 8)
+        for chunk in _map_chunks(slice_infos, pairs, pool, in_flight, CHUNK_SIZE * 8)
         for info in chunk
         if info is not None
     ]
@@ -368,7 +365,9 @@ def _series_videos(
         else:
             summary.series_videos += sum(1 for r in rows if r.kind == "series-video")
     by_key = {item.key: item for item in todo}
-    for results in _map_chunks(convert_series_many, todo, pool, workers, 1, options, out_root):
+    for results in _map_chunks(
+        convert_series_many, todo, pool, in_flight, 1, options, str(out_root.resolve())
+    ):
         for key, result in results:
             item = by_key[key]
             state.record(item.key, item.seq, result.status, result.rows, item.fingerprint)
@@ -387,13 +386,14 @@ def convert_series_many(
 
 def _map_chunks(
     function: Any,
-    items: list[Any],
+    items: Iterable[Any],
     pool: cf.Executor | None,
-    workers: int,
+    max_in_flight: int,
     size: int,
     *args: Any,
 ) -> Iterator[Any]:
-    """`function(chunk, *args)` over chunks of `items`, in-process or on the executor."""
+    """`function(chunk, *args)` over chunks of `items`, in-process or on the executor, with
+    at most `max_in_flight` chunks queued; results as they complete."""
     if pool is None:
         for chunk in chunks(items, size):
             yield function(chunk, *args)
@@ -401,7 +401,7 @@ def _map_chunks(
     pending: set[cf.Future] = set()
     for chunk in chunks(items, size):
         pending.add(pool.submit(function, chunk, *args))
-        if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
+        if len(pending) >= max_in_flight:
             done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 yield future.result()
