@@ -24,7 +24,7 @@ from . import decoding
 from . import pixels as px
 from .errors import PixelDataError
 from .pipeline import FrameTransforms, PixelDescription, frame_minmax, frame_transforms
-from .render import check_renderable, render_decoded
+from .render import check_renderable, render_decoded, stored_values
 from .video import ClipTiming, GifPlan, GifWriter, Mp4Writer
 from .windowing import VoiLut, VoiLutFunction, Window, WindowSpec, select_voi
 from .writers import atomic_path
@@ -121,21 +121,13 @@ def _transforms_per_frame() -> Callable[[Dataset, PixelDescription, int], FrameT
     return get
 
 
-def _stored(decoded: np.ndarray, desc: PixelDescription) -> np.ndarray:
-    if desc.bits_allocated <= 1:
-        return decoded
-    return px.extract_stored_values(
-        decoded, desc.bits_stored, desc.high_bit, desc.pixel_representation
-    )
-
-
 def clip_minmax(clip: Clip) -> Window:
     """LINEAR window over the modality values of every frame (padding excluded): a first
     pass that decodes each frame and keeps only its range."""
     transforms = _transforms_per_frame()
     low, high = np.inf, -np.inf
     for ds, desc, index, decoded in clip.frames():
-        span = frame_minmax(_stored(decoded, desc), transforms(ds, desc, index)).span
+        span = frame_minmax(stored_values(decoded, desc), transforms(ds, desc, index)).span
         assert span is not None
         low, high = min(low, span[0]), max(high, span[1])
     if not np.isfinite(low):

@@ -50,6 +50,15 @@ def _palette_to_rgb(indices: np.ndarray, ds: Dataset) -> tuple[np.ndarray, int]:
     return rgb[..., :3], bits
 
 
+def stored_values(decoded: np.ndarray, desc: PixelDescription) -> np.ndarray:
+    """Grey container values masked to Bits Stored at High Bit, sign-extended (1-bit as is)."""
+    if desc.bits_allocated <= 1:
+        return decoded
+    return px.extract_stored_values(
+        decoded, desc.bits_stored, desc.high_bit, desc.pixel_representation
+    )
+
+
 def render_decoded(
     decoded: np.ndarray,
     ds: Dataset,
@@ -70,12 +79,7 @@ def render_decoded(
         return render_colour(rgb, lut_bits, bits)
     if decoded.ndim == 3:
         return _render_colour_samples(decoded, ds, desc, bits=bits, raw=raw)
-    if desc.bits_allocated > 1:
-        stored = px.extract_stored_values(
-            decoded, desc.bits_stored, desc.high_bit, desc.pixel_representation
-        )
-    else:
-        stored = decoded
+    stored = stored_values(decoded, desc)
     if raw:
         return render_raw(stored, desc, bits)
     return render_stored(stored, frame_transforms(ds, frame_index, desc), window, bits, voi)
