@@ -76,7 +76,7 @@ def discover(
 
 def _found_in_folder(path: Path, root: Path) -> Iterator[Found]:
     """A file met in a folder walk: itself, an archive's members, or a DICOMDIR's gaps."""
-    if path.name.casefold() == "dicomdir":
+    if _is_fileset_root(path.name):
         yield Found(path, root)
         yield from _dicomdir_references(path, root, missing_only=True)
     elif archives.archive_kind(path) and archives.is_archive(path):
@@ -108,18 +108,8 @@ def _archive(path: Path, prefix: PurePosixPath) -> Iterator[Found]:
         listing = list(archives.iter_members(path, read_data=False))
         names = [m.name for m in listing if not m.problem]
         for member in listing:
-            if member.problem or PurePosixPath(member.name).name.casefold() != "dicomdir":
-                continue
-            data = archives.read_member(path, member.name)
-            refs = dicomdir.references_in_archive(
-                data, member.name, names, lambda n: archives.read_member(path, n)
-            )
-            for ref in refs:
-                if ref.problem or ref.member is None:
-                    expected = str(PurePosixPath(member.name).parent / ref.file_id)
-                    yield Found(
-                        path, member=expected, problem=f"DICOMDIR {ref.record}: {ref.problem}"
-                    )
+            if not member.problem and _is_fileset_root(PurePosixPath(member.name).name):
+                yield from _archive_dicomdir_gaps(path, member.name, names)
         members = listing if archives.archive_kind(path) == "zip" else archives.iter_members(path)
         for member in members:
             if member.problem:
@@ -131,6 +121,23 @@ def _archive(path: Path, prefix: PurePosixPath) -> Iterator[Found]:
             yield Found(path, member=member.name, rel=rel, data=member.data)
     except DcmExportError as exc:
         yield Found(path, problem=str(exc))
+
+
+def _is_fileset_root(name: str) -> bool:
+    """A file named DICOMDIR, in any case (nested DIRFILEs are followed from their root)."""
+    return name.casefold() == "dicomdir"
+
+
+def _archive_dicomdir_gaps(path: Path, member: str, names: list[str]) -> Iterator[Found]:
+    """Error rows for the records of a DICOMDIR inside an archive whose member is missing."""
+
+    def read(name: str) -> bytes:
+        return archives.read_member(path, name)
+
+    for ref in dicomdir.references_in_archive(read(member), member, names, read):
+        if ref.problem or ref.member is None:
+            expected = str(PurePosixPath(member).parent / ref.file_id)
+            yield Found(path, member=expected, problem=f"DICOMDIR {ref.record}: {ref.problem}")
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
