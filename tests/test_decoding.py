@@ -25,6 +25,14 @@ def test_preferred_plugins_come_first() -> None:
     assert decoding.plugin_order(pydicom.uid.ExplicitVRLittleEndian) == [""]
 
 
+def test_jpeg_extended_decoder_follows_the_sample_depth() -> None:
+    """8-bit: Pillow (libjpeg-turbo upsamples chroma as DCMTK does); 12-bit: pylibjpeg."""
+    extended = pydicom.uid.JPEGExtended12Bit
+    assert decoding.plugin_order(extended, 8)[0] == "pillow"
+    assert decoding.plugin_order(extended, 16)[0] == "pylibjpeg"
+    assert decoding.plugin_order(extended)[0] == "pylibjpeg"
+
+
 def test_unsupported_transfer_syntax_names_it(tmp_path: Path) -> None:
     ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
     ds.file_meta.TransferSyntaxUID = MPEG2MPML

@@ -141,6 +141,7 @@ def describe_missing_pixels(ds: Dataset) -> str:
 
 #: JPEG (ISO 10918) codecs apply the colour transform themselves (pydicom reconciles the
 #: declared photometric interpretation with the codestream), so their YBR comes out as RGB.
+_JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
 _JPEG_FAMILY = {
     "1.2.840.10008.1.2.4.50",
     "1.2.840.10008.1.2.4.51",
@@ -149,18 +150,24 @@ _JPEG_FAMILY = {
 }
 
 
-def codec_converts_colour(ts: UID) -> bool:
-    """True if YBR pixels come out of decoding as RGB (the JPEG family, via pydicom).
+def codec_converts_colour(ts: UID, bits_allocated: int = 8) -> bool:
+    """True if YBR pixels come out of decoding as RGB (8-bit JPEG family, via pydicom).
 
     For native, RLE, JPEG-LS and JPEG 2000 data a YBR_FULL(_422) photometric interpretation
-    describes the decoded samples, and `pixels.convert_ybr_to_rgb` converts them.
+    describes the decoded samples, and `pixels.convert_ybr_to_rgb` converts them; so it does
+    for 12-bit JPEG colour, which pydicom's colour conversion refuses (uint8 only).
     (JPEG 2000's YBR_ICT/YBR_RCT are undone by the codec and come out as RGB.)
     """
-    return str(ts) in _JPEG_FAMILY
+    return str(ts) in _JPEG_FAMILY and bits_allocated <= 8
 
 
-def plugin_order(ts: UID) -> list[str]:
-    """Installed decoding plugins for `ts`, preferred first; [""] for native encodings."""
+def plugin_order(ts: UID, bits_allocated: int | None = None) -> list[str]:
+    """Installed decoding plugins for `ts`, preferred first; [""] for native encodings.
+
+    8-bit JPEG Extended goes to Pillow first: its libjpeg-turbo upsamples 4:2:2 chroma as
+    DCMTK's IJG decoder does (pylibjpeg differs by up to 26 levels at colour edges); Pillow
+    cannot decode 12-bit samples, so those keep pylibjpeg first.
+    """
     from pydicom.pixels import get_decoder
 
     try:
@@ -181,6 +188,8 @@ def plugin_order(ts: UID) -> list[str]:
             f"install {hint}"
         )
     preferred = [p for p in PREFERRED_PLUGINS.get(str(ts), ()) if p in available]
+    if str(ts) == _JPEG_EXTENDED and bits_allocated == 8 and "pillow" in preferred:
+        preferred.insert(0, preferred.pop(preferred.index("pillow")))
     return preferred + [p for p in available if p not in preferred]
 
 
@@ -194,7 +203,8 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
     from pydicom.pixels import pixel_array
 
     ts = transfer_syntax(ds)
-    plugins = plugin_order(ts)
+    bits_allocated = _bits_allocated(ds)
+    plugins = plugin_order(ts, bits_allocated)
     src = source if source is not None and _pixels_deferred(ds, ts) else ds
     failures = []
     # a path without File Meta needs the transfer syntax we inferred from the dataset
@@ -206,7 +216,7 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
                 index=frame_index,
                 decoding_plugin=plugin,
                 correct_unused_bits=False,
-                as_rgb=codec_converts_colour(ts),
+                as_rgb=codec_converts_colour(ts, bits_allocated),
                 **extra,
             )
         except (MemoryError, KeyboardInterrupt):
@@ -234,9 +244,9 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
         try:
             for frame in iter_pixels(
                 source,
-                decoding_plugin=plugin_order(ts)[0],
+                decoding_plugin=plugin_order(ts, _bits_allocated(ds))[0],
                 correct_unused_bits=False,
-                as_rgb=codec_converts_colour(ts),
+                as_rgb=codec_converts_colour(ts, _bits_allocated(ds)),
                 **extra,
             ):
                 yield frame
@@ -262,6 +272,13 @@ def _pixels_deferred(ds: Dataset, ts: UID) -> bool:
         return False
     element = ds.get_item("PixelData", keep_deferred=True)
     return getattr(element, "value", None) is None
+
+
+def _bits_allocated(ds: Dataset) -> int | None:
+    try:
+        return int(ds.get("BitsAllocated"))
+    except (TypeError, ValueError):
+        return None
 
 
 def number_of_frames(ds: Dataset) -> int:

@@ -115,6 +115,15 @@ def _is_little_endian(ds: Dataset) -> bool:
     return encoding[1] is not False
 
 
+def lut_words(raw: object, ds: Dataset) -> np.ndarray:
+    """LUT Data as 16-bit words: OW bytes are in the file's byte order, US values are ints."""
+    if isinstance(raw, (bytes, bytearray)):
+        order = "<u2" if _is_little_endian(ds) else ">u2"
+        return np.frombuffer(raw[: len(raw) // 2 * 2], dtype=order)
+    values = [raw] if isinstance(raw, int) else list(raw)  # type: ignore[call-overload]
+    return (np.asarray(values, dtype=np.int64) % 65536).astype(np.uint16)
+
+
 def read_lut(item: Dataset, ds: Dataset, signed_input: bool) -> tuple[int, int, np.ndarray]:
     """(first mapped value, bits per entry, entries) of a LUT item (PS3.3 C.11.1.1.1).
 
@@ -133,12 +142,7 @@ def read_lut(item: Dataset, ds: Dataset, signed_input: bool) -> tuple[int, int, 
     first %= 65536
     if signed_input and first >= 32768:
         first -= 65536
-    if isinstance(raw, (bytes, bytearray)):
-        order = "<u2" if _is_little_endian(ds) else ">u2"
-        words = np.frombuffer(raw[: len(raw) // 2 * 2], dtype=order)
-    else:  # US: an int, a list, or pydicom's MultiValue
-        values = [raw] if isinstance(raw, int) else list(raw)
-        words = (np.asarray(values, dtype=np.int64) % 65536).astype(np.uint16)
+    words = lut_words(raw, ds)
     if len(words) == (entries + 1) // 2 and entries > 1:  # 8-bit entries packed in words
         data = words.astype("<u2").view(np.uint8)[:entries].astype(np.int64)
     else:

@@ -15,6 +15,7 @@ from .pipeline import (
     PixelDescription,
     Rendered,
     frame_transforms,
+    lut_words,
     render_colour,
     render_raw,
     render_stored,
@@ -40,7 +41,7 @@ def _palette_to_rgb(indices: np.ndarray, ds: Dataset) -> tuple[np.ndarray, int]:
     from pydicom.pixels import apply_color_lut
 
     try:
-        rgb = apply_color_lut(indices, ds)
+        rgb = apply_color_lut(indices, _palette_for_pydicom(ds))
         bits = max(
             int(ds[f"{c}PaletteColorLookupTableDescriptor"].value[2])
             for c in ("Red", "Green", "Blue")
@@ -48,6 +49,28 @@ def _palette_to_rgb(indices: np.ndarray, ds: Dataset) -> tuple[np.ndarray, int]:
     except (AttributeError, ValueError, IndexError, TypeError) as exc:
         raise PixelDataError(f"unusable palette colour lookup table ({exc})") from None
     return rgb[..., :3], bits
+
+
+_PALETTE_CHANNELS = ("Red", "Green", "Blue", "Alpha")
+
+
+def _palette_for_pydicom(ds: Dataset) -> Dataset:
+    """The palette with its LUT Data as little-endian bytes, the only form pydicom 3.0's
+    `apply_color_lut` reads right: it ignores a big-endian file's byte order and cannot take
+    US values (segmented palettes it reads right, so they are passed as they are)."""
+    if "RedPaletteColorLookupTableData" not in ds:
+        return ds
+    palette = Dataset()
+    if "PixelPresentation" in ds:
+        palette.PixelPresentation = ds.PixelPresentation
+    for channel in _PALETTE_CHANNELS:
+        descriptor = f"{channel}PaletteColorLookupTableDescriptor"
+        data = f"{channel}PaletteColorLookupTableData"
+        if descriptor in ds:
+            setattr(palette, descriptor, ds[descriptor].value)
+        if ds.get(data) is not None:
+            setattr(palette, data, lut_words(ds[data].value, ds).astype("<u2").tobytes())
+    return palette
 
 
 def stored_values(decoded: np.ndarray, desc: PixelDescription) -> np.ndarray:
@@ -97,7 +120,9 @@ def _render_colour_samples(
         return Rendered(px.rescale_colour_depth(samples, depth, depth), voi="raw", raw_offset=0)
     photometric = desc.photometric_interpretation
     ts = decoding.transfer_syntax(ds)
-    if photometric in ("YBR_FULL", "YBR_FULL_422") and not decoding.codec_converts_colour(ts):
+    if photometric in ("YBR_FULL", "YBR_FULL_422") and not decoding.codec_converts_colour(
+        ts, desc.bits_allocated
+    ):
         samples = px.convert_ybr_to_rgb(
             samples, desc.bits_stored, subsampled=photometric == "YBR_FULL_422"
         )
