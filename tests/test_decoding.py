@@ -94,3 +94,14 @@ def test_deflated_multiframe_is_decoded_from_the_dataset(tmp_path: Path) -> None
     ds.save_as(path, enforce_file_format=True)
     second = render_frame(path, frame=2)
     assert second.shape == (100, 100, 3)
+
+
+def test_malformed_number_of_frames_decodes_as_dcmtk_reads_it() -> None:
+    """pydicom's decoders give up on Number of Frames '1A' (badVR.dcm, an RT Dose); DCMTK
+    renders frame 1, and so do we, without changing the dataset we were given."""
+    ds = decoding.read_dataset(pydicom_file("badVR.dcm"))
+    assert ds["NumberOfFrames"].value == "1A"
+    frame = decoding.decode_frame(ds, 0)
+    assert frame.shape == (10, 10)
+    assert ds["NumberOfFrames"].value == "1A"
+    assert render_frame(pydicom_file("badVR.dcm")).max() == 255

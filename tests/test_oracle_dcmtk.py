@@ -38,7 +38,6 @@ NOT_DECODABLE = {  # malformed streams every pydicom plugin rejects (they must b
     "JPEG-lossy.dcm",
     "JPEG2000-embedded-sequence-delimiter.dcm",
     "MR_truncated.dcm",
-    "badVR.dcm",
 }
 
 

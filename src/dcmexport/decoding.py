@@ -205,6 +205,7 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
     ts = transfer_syntax(ds)
     bits_allocated = _bits_allocated(ds)
     plugins = plugin_order(ts, bits_allocated)
+    ds = _with_valid_frame_count(ds)
     src = source if source is not None and _pixels_deferred(ds, ts) else ds
     failures = []
     # a path without File Meta needs the transfer syntax we inferred from the dataset
@@ -239,6 +240,7 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
     n = number_of_frames(ds)
     ts = transfer_syntax(ds)
     done = 0
+    ds = _with_valid_frame_count(ds)
     if source is not None and _pixels_deferred(ds, ts):
         extra = {} if _meta_syntax(ds) else {"transfer_syntax_uid": ts}
         try:
@@ -272,6 +274,29 @@ def _pixels_deferred(ds: Dataset, ts: UID) -> bool:
         return False
     element = ds.get_item("PixelData", keep_deferred=True)
     return getattr(element, "value", None) is None
+
+
+def _with_valid_frame_count(ds: Dataset) -> Dataset:
+    """`ds`, or a view of it whose Number of Frames is the count `number_of_frames` reads.
+
+    pydicom's decoders parse (0028,0008) themselves and give up on a malformed value such as
+    ``1A`` (seen in real RT Dose files), where DCMTK reads the leading number. The view shares
+    every other element (and so loads deferred pixel data from the file); `ds` is unchanged.
+    """
+    value = ds.get_item("NumberOfFrames")
+    if value is None:
+        return ds
+    try:
+        int(ds.NumberOfFrames)
+        return ds
+    except (TypeError, ValueError):
+        pass
+    view = Dataset({tag: ds.get_item(tag, keep_deferred=True) for tag in ds.keys()})  # noqa: SIM118
+    view.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
+    view.set_original_encoding(*ds.original_encoding, ds.original_character_set)
+    view.filename = getattr(ds, "filename", None)
+    view["NumberOfFrames"] = pydicom.DataElement(0x00280008, "IS", number_of_frames(ds))
+    return view
 
 
 def _bits_allocated(ds: Dataset) -> int | None:
