@@ -372,6 +372,53 @@ def test_json_value_types() -> None:
     json.dumps(model, allow_nan=False)
 
 
+def test_json_values_the_vr_does_not_allow_stay_strings() -> None:
+    """As dcm2json writes them (PS3.18 F.2.3.1): IS that is not a 32-bit integer, DS over
+    16 characters, SV/UV beyond what a JSON reader holds exactly."""
+    ds = _dataset(
+        _raw(0x00181150, "IS", b"1.0\\4294967296\\-2147483648"),
+        _raw(0x00200032, "DS", b"0.488281249999999999\\0.5"),
+        _raw(0x00720082, "SV", (2**60).to_bytes(8, "little", signed=True)),
+    )
+    model = to_json_model(ds)
+    assert model["00181150"]["Value"] == ["1.0", "4294967296", -2147483648]
+    assert model["00200032"]["Value"] == ["0.488281249999999999", 0.5]
+    assert model["00720082"]["Value"] == [str(2**60)]
+
+
+def test_json_strips_leading_padding_where_it_is_padding() -> None:
+    """PS3.5 Table 6.2-1: leading spaces are not significant in CS, SH, LO (nor PN groups);
+    LT, ST and UT keep them."""
+    ds = _dataset(
+        _raw(0x00080008, "CS", b" ORIGINAL\\ PRIMARY"),
+        _raw(0x00100020, "LO", b"  12345 "),
+        _raw(0x00100010, "PN", b" Doe^John"),
+        _raw(0x00104000, "LT", b"  indented "),
+    )
+    model = to_json_model(ds)
+    assert model["00080008"]["Value"] == ["ORIGINAL", "PRIMARY"]
+    assert model["00100020"]["Value"] == ["12345"]
+    assert model["00100010"]["Value"] == [{"Alphabetic": "Doe^John"}]
+    assert model["00104000"]["Value"] == ["  indented"]
+
+
+def test_implicit_vr_ambiguous_elements_are_numbers(tmp_path: Path) -> None:
+    """Retired "US or SS" elements pydicom leaves as bytes are US numbers (implicit VR is
+    little endian); LUT Descriptors are US even in a signed image, as in dcm2json."""
+    ds = Dataset()
+    ds.PixelRepresentation = 1
+    ds.add_new(0x00280071, "US", 7)  # Perimeter Value (retired), "US or SS"
+    ds.add_new(0x00281101, "US", [256, 0, 16])  # Red Palette Color LUT Descriptor
+    ds.add_new(0x00281200, "OW", b"\x01\x00\x02\x00")  # Gray LUT Data (retired)
+    path = tmp_path / "implicit.dcm"
+    ds.save_as(path, implicit_vr=True, little_endian=True)
+    model = to_json_model(read_dataset(path), bulk=True)
+    assert model["00280071"] == {"vr": "US", "Value": [7]}
+    assert model["00281101"] == {"vr": "US", "Value": [256, 0, 16]}
+    assert model["00281200"]["vr"] == "OW"
+    assert base64.b64decode(model["00281200"]["InlineBinary"]) == b"\x01\x00\x02\x00"
+
+
 def test_json_sequences_and_private_elements() -> None:
     item = Dataset()
     item.PatientID = "ABC"

@@ -63,16 +63,28 @@ _WORD_SIZES = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
 #: VRs that are JSON Numbers in the JSON Model (PS3.18 Table F.2.3-1).
 _INTEGER_VRS = frozenset({"SL", "SS", "SV", "UL", "US", "UV"})
 _FLOAT_VRS = frozenset({"FL", "FD"})
+#: Text VRs whose leading spaces are padding, not content (PS3.5 Table 6.2-1).
+_LEADING_SPACE_PADDED = frozenset({"AE", "CS", "LO", "SH"})
+_MAX_EXACT_JSON_INTEGER = 2**53
+_MAX_DS_LENGTH = 16  # bytes, PS3.5 Table 6.2-1
 #: VRs whose values the dump shows without quotes.
 _UNQUOTED_VRS = _INTEGER_VRS | _FLOAT_VRS | {"AT", "IS", "DS"}
 #: The VR an element keeps when pydicom could not resolve an ambiguous one (no Pixel
 #: Representation / Bits Allocated in reach): the first choice the standard lists.
 _AMBIGUOUS_VR_FALLBACK = {
-    "OB or OW": "OW",
+    "OB or OW": "OB",
     "US or SS": "US",
     "US or OW": "US",
-    "US or SS or OW": "US",
+    "US or SS or OW": "OW",
 }
+#: "OB or OW" elements that are OW in implicit VR (PS3.5 A.1): pixel, overlay, waveform data.
+_IMPLICIT_OW = frozenset({0x7FE00010, 0x54001010})
+#: LUT Descriptors: entries and bit depth are unsigned whatever the Pixel Representation
+#: (PS3.3 C.7.6.3.1.5, C.11.1.1.1); pydicom reads them as SS in signed images, DCMTK as US.
+_LUT_DESCRIPTORS = frozenset(
+    {0x00281101, 0x00281102, 0x00281103, 0x00281104, 0x00283002}
+    | {0x00281111, 0x00281112, 0x00281113}
+)
 #: Bytes values up to this length are shown in the dump; longer ones only as "<N bytes>".
 _MAX_BYTES_SHOWN = 16
 _VR_COLUMN = 49  # where the VR starts in a dump line at least (as in pydicom's str(ds)) ...
@@ -154,7 +166,7 @@ def _entries(ds: Dataset, *, load_deferred: bool) -> Iterator[_Entry]:
 def _entry(ds: Dataset, tag: BaseTag, *, load_deferred: bool) -> _Entry:
     raw = ds.get_item(tag, keep_deferred=True)
     if isinstance(raw, RawDataElement) and raw.value is None and raw.length and not load_deferred:
-        vr = _resolve_vr(raw.VR or _dictionary_vr(tag))
+        vr = _resolve_vr(raw.VR or _dictionary_vr(tag), tag)
         return _Entry(tag, vr, None, raw.length)
     try:
         element = ds[tag]
@@ -162,7 +174,23 @@ def _entry(ds: Dataset, tag: BaseTag, *, load_deferred: bool) -> _Entry:
         log.debug("cannot convert %s, showing its raw value: %s", tag, exc)
         raw = ds.get_item(tag, keep_deferred=True)
         element = _from_raw(raw) if isinstance(raw, RawDataElement) else raw
-    return _Entry(tag, _resolve_vr(element.VR), element, 0)
+    element = _disambiguated(element)
+    return _Entry(tag, _resolve_vr(element.VR, tag), element, 0)
+
+
+def _disambiguated(element: DataElement) -> DataElement:
+    """An element whose VR pydicom left ambiguous, or resolved against the standard, as
+    ``dcm2json`` has it: numbers of an unresolved "US or SS" read from its bytes (implicit VR
+    is always little endian), LUT Descriptors unsigned."""
+    vr, value = str(element.VR), element.value
+    resolved = _resolve_vr(vr, element.tag)
+    if resolved in ("US", "SS") and vr != resolved and isinstance(value, (bytes, bytearray)):
+        words = np.frombuffer(bytes(value)[: len(value) // 2 * 2], dtype="<u2").tolist()
+        return DataElement(element.tag, "US", words[0] if len(words) == 1 else words)
+    if element.tag in _LUT_DESCRIPTORS and vr == "SS":
+        words = [int(v) % 65536 for v in _values(element)]
+        return DataElement(element.tag, "US", words[0] if len(words) == 1 else words)
+    return element
 
 
 def _dictionary_vr(tag: BaseTag) -> str:
@@ -172,8 +200,10 @@ def _dictionary_vr(tag: BaseTag) -> str:
         return "UN"
 
 
-def _resolve_vr(vr: str | None) -> str:
+def _resolve_vr(vr: str | None, tag: int = 0) -> str:
     vr = str(vr or "UN")
+    if vr == "OB or OW" and (tag in _IMPLICIT_OW or tag >> 16 & 0xFF00 == 0x6000):
+        return "OW"
     return _AMBIGUOUS_VR_FALLBACK.get(vr, vr)
 
 
@@ -182,7 +212,7 @@ def _from_raw(raw: RawDataElement) -> DataElement:
 
     An unknown VR code in the file gives way to the dictionary's VR (then UN).
     """
-    vr = _resolve_vr(raw.VR if raw.VR in STANDARD_VR else _dictionary_vr(raw.tag))
+    vr = _resolve_vr(raw.VR if raw.VR in STANDARD_VR else _dictionary_vr(raw.tag), raw.tag)
     data = raw.value or b""
     if vr in BULK_VRS or vr in _INTEGER_VRS | _FLOAT_VRS | {"AT", "SQ"}:
         return DataElement(raw.tag, "UN", data, already_converted=True)
@@ -230,7 +260,7 @@ def element_lines(
     element: DataElement, *, full: bool = False, max_value_length: int = 80
 ) -> list[str]:
     """One element as dump lines: one line, or a sequence with its items nested below."""
-    entry = _Entry(element.tag, _resolve_vr(element.VR), element, 0)
+    entry = _Entry(element.tag, _resolve_vr(element.VR, element.tag), element, 0)
     return _aligned(_entry_rows(entry, 0, full=full, max_value_length=max_value_length))
 
 
@@ -296,7 +326,7 @@ def format_value(element: DataElement, *, full: bool = False, max_value_length: 
     `full`, bytes longer than 16 and values longer than `max_value_length` are shortened,
     saying how long they are.
     """
-    vr = _resolve_vr(element.VR)
+    vr = _resolve_vr(element.VR, element.tag)
     if vr == "SQ":
         count = len(_values(element))
         return f"{count} item" if count == 1 else f"{count} items"
@@ -390,9 +420,12 @@ def to_json_model(ds: Dataset, *, bulk: bool = False) -> dict[str, Any]:
     elements as ``""`` instead of null and ``^^^^`` as a name. What we do, as ``dcm2json``:
 
     - File meta (group 0002) and group lengths (gggg,0000) are left out.
-    - IS, DS and the binary numbers are JSON numbers; a number that does not parse (IS
-      ``1A``) stays the string it is, and FL/FD NaN or infinity become the strings
-      ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (JSON has no such numbers).
+    - IS, DS and the binary numbers are JSON numbers; a value its VR does not allow (IS
+      ``1A`` or ``1.0``, DS over 16 characters) stays the string it is, SV/UV beyond ±2^53
+      are strings, and FL/FD NaN or infinity become the strings ``"NaN"``, ``"Infinity"``,
+      ``"-Infinity"`` (JSON has no such numbers).
+    - Leading spaces are padding in CS, SH, LO and AE (and PN), so they go, as trailing ones
+      do everywhere; an unresolved "US or SS" is read as US numbers, LUT Descriptors as US.
     - PN values are ``{"Alphabetic", "Ideographic", "Phonetic"}`` objects without trailing
       ``^`` and without empty groups; an empty value among several is null; an empty
       element has no ``"Value"``.
@@ -445,11 +478,11 @@ def _json_element(entry: _Entry, *, bulk: bool, swap: bool) -> dict[str, Any]:
     elif vr in ("IS", "DS"):
         converted = [_json_decimal(v, vr) for v in values]
     elif vr in _INTEGER_VRS:
-        converted = [int(v) for v in values]
+        converted = [_json_integer(int(v)) for v in values]
     elif vr in _FLOAT_VRS:
         converted = [_json_float(float(v)) for v in values]
     else:
-        converted = [_json_text(v) for v in values]
+        converted = [_json_text(v, vr) for v in values]
     if any(v is not None for v in converted):
         out["Value"] = converted
     return out
@@ -461,22 +494,43 @@ def _little_endian(data: bytes, word_size: int) -> bytes:
     return np.frombuffer(data, dtype=f">u{word_size}").astype(f"<u{word_size}").tobytes()
 
 
-def _json_text(value: Any) -> str | None:
-    text = str(value).rstrip(" \x00")
+def _json_text(value: Any, vr: str) -> str | None:
+    """Text without padding: trailing spaces always, leading ones where PS3.5 Table 6.2-1
+    calls them insignificant (CS, SH, LO, AE); LT, ST, UT and UC keep them."""
+    text = str(value)
+    text = text.strip(" \x00") if vr in _LEADING_SPACE_PADDED else text.rstrip(" \x00")
     return text or None
 
 
 def _json_person_name(value: Any) -> dict[str, str] | None:
-    groups = [group.rstrip("^ ") for group in str(value).split("=")]
+    groups = [group.strip(" ").rstrip("^ ") for group in str(value).split("=")]
     names = dict(zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False))
     return {key: name for key, name in names.items() if name} or None
 
 
+def _json_integer(number: int) -> int | str:
+    """A JSON number, or a string beyond ±2^53 where JSON readers lose digits (SV, UV)."""
+    return number if abs(number) <= _MAX_EXACT_JSON_INTEGER else str(number)
+
+
 def _json_decimal(value: Any, vr: str) -> int | float | str | None:
-    """IS/DS as a JSON number: integers stay integers, ``5.000000`` is 5.0."""
+    """IS/DS as a JSON number: integers stay integers, ``5.000000`` is 5.0.
+
+    A value the VR does not allow stays the string the file has, as ``dcm2json`` writes it
+    (PS3.18 F.2.3.1): IS that is not a 32-bit integer (``1A``, ``1.0``, ``4294967296``),
+    DS over 16 characters or not a finite number.
+    """
     text = str(getattr(value, "original_string", None) or value).strip()
     if not text:
         return None
+    if vr == "IS":
+        try:
+            number = int(text)
+        except ValueError:
+            return text
+        return number if -(2**31) <= number < 2**31 else text
+    if len(text) > _MAX_DS_LENGTH:
+        return text
     try:
         return int(text)
     except ValueError:
@@ -487,8 +541,6 @@ def _json_decimal(value: Any, vr: str) -> int | float | str | None:
         return text  # not a number (IS "1A"): keep what the file says
     if not math.isfinite(number):
         return text
-    if vr == "IS" and number.is_integer():
-        return int(number)
     return number
 
 
