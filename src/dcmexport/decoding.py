@@ -139,9 +139,9 @@ def describe_missing_pixels(ds: Dataset) -> str:
     return f"no pixel data ({name})" if name else "no pixel data"
 
 
-#: JPEG (ISO 10918) codecs apply the colour transform themselves (pydicom reconciles the
-#: declared photometric interpretation with the codestream), so their YBR comes out as RGB.
 _JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+#: JPEG (ISO 10918) codecs apply the colour transform themselves (pydicom reconciles the
+#: declared photometric interpretation with the codestream), so their 8-bit YBR comes out as RGB.
 _JPEG_FAMILY = {
     "1.2.840.10008.1.2.4.50",
     "1.2.840.10008.1.2.4.51",
