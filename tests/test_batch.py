@@ -217,16 +217,15 @@ def test_an_unreadable_input_is_an_error_and_retried(tmp_path: Path, monkeypatch
     out = tmp_path / "out"
     import dcmexport.decoding as decoding
 
-    real = decoding.has_dicm_prefix
-
-    def denied(path: object) -> bool:
+    def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(decoding, "has_dicm_prefix", denied)
+    # as root, chmod does not stop reads: every `open` in the decoding module fails instead
+    monkeypatch.setattr(decoding, "open", denied, raising=False)
     first = convert([src], out, jobs=1)
     assert (first.failed, first.exit_code) == (1, 1)
     assert "Permission denied" in manifest(out)[0]["error"]
-    monkeypatch.setattr(decoding, "has_dicm_prefix", real)
+    monkeypatch.delattr(decoding, "open")
     assert convert([src], out, jobs=1).converted == 1  # not cached as "not DICOM"
 
 
