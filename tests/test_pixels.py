@@ -777,6 +777,21 @@ def test_enhanced_multiframe_per_frame_rescale_overrides_shared() -> None:
     assert render_frame(ds, frame=2).tolist() == expected_linear(frame, 32, 64, 8, intercept=20)
 
 
+@pytest.mark.parametrize("bits", BITS)
+def test_enhanced_multiframe_voi_lut_in_the_shared_group(bits: int) -> None:
+    """A VOI LUT only in the Frame VOI LUT macro (DCMTK 3.6.7 does not find it): applied by
+    `auto` to every frame, its 12-bit entries scaled to the export depth as floor(v·2^b/2^12)."""
+    frame = ramp(0, 15, columns=4)
+    ds = make_ds(np.stack([frame, frame]), sop_class="1.2.840.10008.5.1.4.1.1.4.1")
+    table = np.array([0, 4095, 100, 3000] * 4, dtype="<u2")
+    lut_group = Dataset()
+    lut_group.VOILUTSequence = Sequence([lut_item([16, 0, 12], table.tobytes())])
+    ds.SharedFunctionalGroupsSequence = Sequence([functional_group(FrameVOILUTSequence=lut_group)])
+    expected = (table.astype(np.int64)[frame] << bits) >> 12
+    for number in (1, 2):
+        assert render_frame(ds, frame=number, bits=bits).tolist() == expected.tolist()
+
+
 # --- parse_window and parse_frames ----------------------------------------------------------
 
 
