@@ -42,18 +42,21 @@ import numpy as np
 import pydicom
 
 from dcmexport import decoding
+from dcmexport.pipeline import _functional_group
 from dcmexport.render import render_dataset_frame
-from dcmexport.windowing import Window, file_windows
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `tests` is a package of the repository, not installed
+    sys.path.insert(0, str(REPO))
+
+# one mapping from our modes to DCMTK's options, shared with the differential tests (whose
+# import reads pydicom's files to list its cases: quietly)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from tests.test_oracle_dcmtk import _dcmtk_args, _is_colour, _tolerance, voi_function
 
 MODES: tuple[tuple[str, int], ...] = (("auto", 8), ("auto", 16), ("40,400", 8))
 DCMTK_TOOLS = ("dcm2pnm", "dcmj2pnm", "dcml2pnm")
-LOSSY = {
-    "1.2.840.10008.1.2.4.50",  # JPEG baseline
-    "1.2.840.10008.1.2.4.51",  # JPEG extended
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.4.203",  # HTJ2K
-}
 #: multi-frame files with more frames than this get first, middle and last (unless --all-frames)
 FEW_FRAMES = 3
 DCMTK_TIMEOUT = 300
@@ -88,60 +91,6 @@ class FileResult:
     comparisons: list[Comparison] = dataclasses.field(default_factory=list)
 
 
-def _is_colour(ds: pydicom.Dataset) -> bool:
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    return int(ds.get("SamplesPerPixel") or 1) > 1 or photometric == "PALETTE COLOR"
-
-
-def _frame_item(ds: pydicom.Dataset, frame: int, keyword: str) -> pydicom.Dataset | None:
-    """The frame's (1-based) functional group item: per-frame overrides shared (PS3.3 C.7.6.16)."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    if frame <= len(per_frame) and per_frame[frame - 1].get(keyword):
-        return per_frame[frame - 1].get(keyword)[0]
-    shared = ds.get("SharedFunctionalGroupsSequence") or []
-    if shared and shared[0].get(keyword):
-        return shared[0].get(keyword)[0]
-    return None
-
-
-def _voi_function(ds: pydicom.Dataset, frame: int) -> str:
-    source = _frame_item(ds, frame, "FrameVOILUTSequence") or ds
-    return str(source.get("VOILUTFunction", "") or "LINEAR").strip().upper()
-
-
-def _dcmtk_args(
-    ds: pydicom.Dataset, mode: str, window: tuple[float | None, float | None], frame: int = 1
-) -> list[str]:
-    """DCMTK options asking for what we rendered (tests/test_oracle_dcmtk.py `_dcmtk_args`).
-
-    Beyond that function: a VOI LUT or SIGMOID window that only the functional groups hold
-    (enhanced multi-frame) becomes ``+Wl 1`` or ``+Ww c w +Wfs``, not a LINEAR window.
-    """
-    if _is_colour(ds):
-        return []
-    if mode == "40,400":
-        return ["+Ww", "40", "400", "+Wfl"]
-    if mode == "auto" and "VOILUTSequence" in ds:
-        return ["+Wl", "1"]
-    usable = [i for i, w in enumerate(file_windows(ds), 1) if isinstance(w, Window)]
-    if mode == "auto" and usable:
-        return ["+Wi", str(usable[0])]
-    center, width = window
-    if center is None or width is None:  # a VOI LUT from the functional groups
-        return ["+Wl", "1"]
-    sigmoid = mode == "auto" and _voi_function(ds, frame) == "SIGMOID"
-    return ["+Ww", repr(center), repr(width), "+Wfs" if sigmoid else "+Wfl"]
-
-
-def _tolerance(ds: pydicom.Dataset, bits: int) -> int:
-    """±1 level, ±3 for lossy codecs; at 16 bits one 8-bit source level is 257 levels."""
-    lossy = str(decoding.transfer_syntax(ds)) in LOSSY
-    levels = 3 if lossy else 1
-    if bits == 16 and (_is_colour(ds) or lossy or int(ds.get("BitsStored") or 16) <= 8):
-        return levels * 257
-    return levels
-
-
 def _known_limit(ds: pydicom.Dataset, mode: str, frame: int) -> str:
     """Why DCMTK 3.6.7 is no valid oracle for this frame (RENDERING.md, or measured); else ''."""
     reasons = []
@@ -153,7 +102,7 @@ def _known_limit(ds: pydicom.Dataset, mode: str, frame: int) -> str:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     if frame <= len(per_frame) and per_frame[frame - 1].get("PixelValueTransformationSequence"):
         reasons.append("per-frame Pixel Value Transformation (DCMTK ignores it)")
-    rescale = _frame_item(ds, frame, "PixelValueTransformationSequence") or ds
+    rescale = _functional_group(ds, frame - 1, "PixelValueTransformationSequence") or ds
     try:
         slope = float(rescale.get("RescaleSlope", 1) or 1)
         intercept = float(rescale.get("RescaleIntercept", 0) or 0)
@@ -164,7 +113,7 @@ def _known_limit(ds: pydicom.Dataset, mode: str, frame: int) -> str:
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if photometric == "MONOCHROME1" and str(ds.get("PresentationLUTShape", "")) == "IDENTITY":
         reasons.append("MONOCHROME1 with IDENTITY: DCMTK does not invert")
-    if mode == "auto" and _voi_function(ds, frame) == "LINEAR_EXACT":
+    if mode == "auto" and voi_function(ds, frame) == "LINEAR_EXACT":
         reasons.append("VOI LUT Function LINEAR_EXACT (DCMTK uses LINEAR)")
     return "; ".join(reasons)
 
@@ -362,7 +311,7 @@ def check_file(path: str, all_frames: bool = False) -> FileResult:
                     )
                     continue
                 ours = rendered.image
-                tolerance = _tolerance(ds, bits)
+                tolerance = _tolerance(ds, bits, colour)
                 known = _known_limit(ds, mode, frame)
                 if ref.shape != ours.shape:
                     result.comparisons.append(

@@ -33,6 +33,7 @@ LOSSY = {
     "1.2.840.10008.1.2.4.51",
     "1.2.840.10008.1.2.4.81",
     "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.203",
 }
 NOT_DECODABLE = {  # malformed streams every pydicom plugin rejects (they must be an `error`)
     "JPEG-lossy.dcm",
@@ -42,8 +43,16 @@ NOT_DECODABLE = {  # malformed streams every pydicom plugin rejects (they must b
 
 
 def _is_colour(ds: pydicom.Dataset) -> bool:
-    photometric = ds.get("PhotometricInterpretation")
-    return ds.get("SamplesPerPixel", 1) > 1 or photometric == "PALETTE COLOR"
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    return int(ds.get("SamplesPerPixel") or 1) > 1 or photometric == "PALETTE COLOR"
+
+
+def voi_function(ds: pydicom.Dataset, frame: int) -> str:
+    """The VOI LUT Function that applies to 1-based `frame` (functional groups first)."""
+    from dcmexport.pipeline import _functional_group
+
+    source = _functional_group(ds, frame - 1, "FrameVOILUTSequence") or ds
+    return str(source.get("VOILUTFunction", "") or "LINEAR").strip().upper()
 
 
 def _cases() -> list:
@@ -130,8 +139,12 @@ def _image_only_copy(ds: pydicom.Dataset, ts: pydicom.uid.UID) -> pydicom.Datase
     return fresh
 
 
-def _dcmtk_args(ds: pydicom.Dataset, mode: str, ours_window: tuple) -> list[str]:
-    """The DCMTK options that ask for what we rendered (RENDERING.md's oracle table)."""
+def _dcmtk_args(ds: pydicom.Dataset, mode: str, ours_window: tuple, frame: int = 1) -> list[str]:
+    """The DCMTK options that ask for what we rendered (RENDERING.md's oracle table).
+
+    A VOI LUT or a SIGMOID window that only the functional groups hold (enhanced multi-frame)
+    becomes ``+Wl 1`` or ``+Ww c w +Wfs``.
+    """
     from dcmexport.windowing import Window, file_windows
 
     if _is_colour(ds):
@@ -145,14 +158,17 @@ def _dcmtk_args(ds: pydicom.Dataset, mode: str, ours_window: tuple) -> list[str]
         return ["+Wi", str(usable[0])]
     # min-max: DCMTK ignores Pixel Padding Value, so give it the window we computed (exact)
     center, width = ours_window
-    return ["+Ww", repr(center), repr(width), "+Wfl"]
+    if center is None or width is None:  # a VOI LUT from the functional groups
+        return ["+Wl", "1"]
+    sigmoid = mode == "auto" and voi_function(ds, frame) == "SIGMOID"
+    return ["+Ww", repr(center), repr(width), "+Wfs" if sigmoid else "+Wfl"]
 
 
 def _tolerance(ds: pydicom.Dataset, bits: int, colour: bool) -> int:
     """±1 level, ±3 for lossy codecs; at 16 bits one 8-bit source level is 257 levels."""
     lossy = str(decoding.transfer_syntax(ds)) in LOSSY
     levels = 3 if lossy else 1
-    if bits == 16 and (colour or lossy or int(ds.BitsStored) <= 8):
+    if bits == 16 and (colour or lossy or int(ds.get("BitsStored") or 16) <= 8):
         return levels * 257
     return levels
 
@@ -175,7 +191,7 @@ def _disagreement(path: Path, mode: str, bits: int, tmp_path: Path) -> str | Non
     for frame in sorted({1, decoding.number_of_frames(ds)}):
         rendered = render_dataset_frame(ds, frame, window=mode, bits=bits, source=path)
         ours = rendered.image
-        args = _dcmtk_args(ds, mode, (rendered.window_center, rendered.window_width))
+        args = _dcmtk_args(ds, mode, (rendered.window_center, rendered.window_width), frame)
         ref = _dcmtk_render(source, args, bits, tmp_path / f"ref{frame}.png", frame)
         if ref.shape != ours.shape:
             return f"{path.name} frame {frame}: shape {ours.shape} vs DCMTK {ref.shape}"
