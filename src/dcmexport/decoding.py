@@ -243,12 +243,13 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
     ds = _with_valid_frame_count(ds)
     if source is not None and _pixels_deferred(ds, ts):
         extra = {} if _meta_syntax(ds) else {"transfer_syntax_uid": ts}
+        bits_allocated = _bits_allocated(ds)
         try:
             for frame in iter_pixels(
                 source,
-                decoding_plugin=plugin_order(ts, _bits_allocated(ds))[0],
+                decoding_plugin=plugin_order(ts, bits_allocated)[0],
                 correct_unused_bits=False,
-                as_rgb=codec_converts_colour(ts, _bits_allocated(ds)),
+                as_rgb=codec_converts_colour(ts, bits_allocated),
                 **extra,
             ):
                 yield frame
