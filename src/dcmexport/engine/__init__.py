@@ -1,0 +1,1 @@
+"""The batch engine: executor, guarded unit of work, resume state, the run."""

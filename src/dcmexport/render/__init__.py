@@ -1,0 +1,1 @@
+"""Pixels to pictures: pure pixel functions, windowing, the display pipeline, overlays."""

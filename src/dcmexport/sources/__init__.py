@@ -1,0 +1,1 @@
+"""Where inputs come from: files, folders, archives, DICOMDIR sets (and, later, servers)."""

@@ -1,0 +1,1 @@
+"""Where outputs go: atomic writes inside OUT, temporary and state folders."""
