@@ -25,7 +25,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dcmexport.decoding import plugin_order
+from dcmexport.dicom.decoding import plugin_order
 
 
 def _encoded_copies(folder: Path) -> dict[str, Path]:

@@ -91,7 +91,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="generate the series here and keep it")
     args = parser.parse_args()
 
-    from dcmexport.batch import default_jobs
+    from dcmexport.engine.executor import default_jobs
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="dcmexport-index-bench-"))
     series = _series(work / f"ct{args.files}", args.files)

@@ -1,6 +1,6 @@
 """How often our rendering agrees with DCMTK, frame by frame, on any folder of DICOM files.
 
-For every image in the given files and folders, render frames with `dcmexport.render` and with
+For every image in the given files and folders, render frames with `dcmexport.render.frame` and with
 DCMTK (`dcm2pnm`, `dcmj2pnm`, `dcml2pnm`, the first one that reads the file) in three modes:
 the default window (``auto``) at 8 and 16 bits and ``40,400`` at 8 bits (grey images only).
 Our mode becomes DCMTK options as in tests/test_oracle_dcmtk.py (RENDERING.md's oracle table):
@@ -41,9 +41,9 @@ import imagecodecs
 import numpy as np
 import pydicom
 
-from dcmexport import decoding
-from dcmexport.pipeline import _functional_group
-from dcmexport.render import render_dataset_frame
+from dcmexport.dicom import decoding
+from dcmexport.render.frame import render_dataset_frame
+from dcmexport.render.pipeline import _functional_group
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `tests` is a package of the repository, not installed

@@ -1,4 +1,4 @@
-"""Tests for `dcmexport.archives`: zip and tar members, hostile ones refused, nothing extracted."""
+"""Tests for `dcmexport.sources.archives`: zip and tar members, hostile ones refused."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dcmexport.archives import (
+from dcmexport.errors import InputReadError
+from dcmexport.sources.archives import (
     Member,
     archive_kind,
     is_archive,
@@ -22,7 +23,6 @@ from dcmexport.archives import (
     member_path,
     read_member,
 )
-from dcmexport.errors import InputReadError
 
 from .conftest import pydicom_file
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcmexport.batch import convert
+from dcmexport.engine.batch import convert
 from dcmexport.sample import write_ct_series
 
 from .conftest import pydicom_file
@@ -215,7 +215,7 @@ def test_an_unreadable_input_is_an_error_and_retried(tmp_path: Path, monkeypatch
     src.mkdir()
     shutil.copy(pydicom_file("CT_small.dcm"), src / "a.dcm")
     out = tmp_path / "out"
-    import dcmexport.decoding as decoding
+    import dcmexport.dicom.decoding as decoding
 
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")

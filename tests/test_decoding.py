@@ -10,9 +10,9 @@ import pydicom
 import pytest
 from pydicom.uid import MPEG2MPML, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
-from dcmexport import decoding
+from dcmexport.dicom import decoding
 from dcmexport.errors import NotDicomError, UnsupportedTransferSyntaxError
-from dcmexport.render import render_frame
+from dcmexport.render.frame import render_frame
 
 from .conftest import pydicom_file
 

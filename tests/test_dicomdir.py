@@ -1,4 +1,4 @@
-"""Tests for `dcmexport.dicomdir` on pydicom's real DICOMDIR test set (copied, then altered)."""
+"""Tests for `dcmexport.sources.dicomdir` on pydicom's DICOMDIR test set, copied and altered."""
 
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from pydicom.uid import MediaStorageDirectoryStorage, generate_uid
 
-from dcmexport.archives import iter_members, read_member
-from dcmexport.dicomdir import (
+from dcmexport.errors import NotDicomError
+from dcmexport.sources.archives import iter_members, read_member
+from dcmexport.sources.dicomdir import (
     find_dicomdir,
     is_dicomdir,
     is_dicomdir_name,
     references,
     references_in_archive,
 )
-from dcmexport.errors import NotDicomError
 
 from .conftest import pydicom_file, pydicom_test_files_dir
 

@@ -14,7 +14,6 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 from dcmexport import index
-from dcmexport.discovery import discover
 from dcmexport.errors import UsageError
 from dcmexport.index import (
     DEFAULT_COLUMNS,
@@ -27,6 +26,7 @@ from dcmexport.index import (
     write_table,
 )
 from dcmexport.sample import write_samples
+from dcmexport.sources.discovery import discover
 
 from .conftest import pydicom_file, pydicom_test_files_dir
 
@@ -174,7 +174,7 @@ WIDE = (
 def test_fast_decoding_matches_pydicom(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     path, columns = str(pydicom_file(name)), instance_columns(WIDE)
     fast = read_header(path, columns)
-    monkeypatch.setattr(index, "_raw_items", lambda raw, vr: index._USE_PYDICOM)
+    monkeypatch.setattr(index.values, "_raw_items", lambda raw, vr: index.values._USE_PYDICOM)
     assert fast == read_header(path, columns)
 
 

@@ -1,4 +1,4 @@
-"""Tests for `dcmexport.metadata`, the library behind ``dcmexport info``.
+"""Tests for `dcmexport.dicom.metadata`, the library behind ``dcmexport info``.
 
 The JSON Model is compared element by element with DCMTK's ``dcm2json`` for every DICOM file
 bundled with pydicom that dcm2json reads (`compare_models` says how values are normalised);
@@ -27,8 +27,8 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
 from dcmexport import errors
-from dcmexport.decoding import read_dataset
-from dcmexport.metadata import (
+from dcmexport.dicom.decoding import read_dataset
+from dcmexport.dicom.metadata import (
     dump_lines,
     element_lines,
     find_elements,

@@ -16,8 +16,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from dcmexport import decoding
-from dcmexport.render import render_frame
+from dcmexport.dicom import decoding
+from dcmexport.render.frame import render_frame
 
 from .conftest import pydicom_test_files_dir
 
@@ -49,7 +49,7 @@ def _is_colour(ds: pydicom.Dataset) -> bool:
 
 def voi_function(ds: pydicom.Dataset, frame: int) -> str:
     """The VOI LUT Function that applies to 1-based `frame` (functional groups first)."""
-    from dcmexport.pipeline import _functional_group
+    from dcmexport.render.pipeline import _functional_group
 
     source = _functional_group(ds, frame - 1, "FrameVOILUTSequence") or ds
     return str(source.get("VOILUTFunction", "") or "LINEAR").strip().upper()
@@ -145,7 +145,7 @@ def _dcmtk_args(ds: pydicom.Dataset, mode: str, ours_window: tuple, frame: int =
     A VOI LUT or a SIGMOID window that only the functional groups hold (enhanced multi-frame)
     becomes ``+Wl 1`` or ``+Ww c w +Wfs``.
     """
-    from dcmexport.windowing import Window, file_windows
+    from dcmexport.render.windowing import Window, file_windows
 
     if _is_colour(ds):
         return []
@@ -181,7 +181,7 @@ def _fractional_rescale(ds: pydicom.Dataset) -> bool:
 
 def _disagreement(path: Path, mode: str, bits: int, tmp_path: Path) -> str | None:
     """Render `path` (first and last frame) with us and DCMTK; a message if they disagree."""
-    from dcmexport.render import render_dataset_frame
+    from dcmexport.render.frame import render_dataset_frame
 
     ds = decoding.read_dataset(path)
     is_colour = _is_colour(ds)

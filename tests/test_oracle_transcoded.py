@@ -99,7 +99,7 @@ def test_big_endian_palette_equals_little_endian(
     transcoded: dict[tuple[str, str], Path | str],
 ) -> None:
     """pydicom 3.0's apply_color_lut reads 16-bit LUT Data in the machine's byte order."""
-    from dcmexport.render import render_frame
+    from dcmexport.render.frame import render_frame
 
     copy = transcoded["palette", "big-endian"]
     assert isinstance(copy, Path)

@@ -17,12 +17,12 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dcmexport import pixels as px
 from dcmexport.errors import PixelDataError, UsageError, WindowError
 from dcmexport.options import FrameSelection, parse_frames
-from dcmexport.pipeline import read_lut
-from dcmexport.render import render_frame
-from dcmexport.windowing import CT_PRESETS, WindowSpec, parse_window
+from dcmexport.render import pixels as px
+from dcmexport.render.frame import render_frame
+from dcmexport.render.pipeline import read_lut
+from dcmexport.render.windowing import CT_PRESETS, WindowSpec, parse_window
 
 BITS = [8, 16]
 

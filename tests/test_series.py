@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from dcmexport import convert, sample
-from dcmexport.series import SliceInfo, order_slices
+from dcmexport.dicom.series import SliceInfo, order_slices
 
 pytest.importorskip("av")
 

@@ -24,11 +24,12 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from dcmexport import convert, sample, video
-from dcmexport.cine import MultiFrameClip, clip_voi, combine_vois
+from dcmexport import convert, sample
 from dcmexport.cli import main
-from dcmexport.render import check_renderable
-from dcmexport.windowing import Window, parse_window
+from dcmexport.exporters import video
+from dcmexport.exporters.cine import MultiFrameClip, clip_voi, combine_vois
+from dcmexport.render.frame import check_renderable
+from dcmexport.render.windowing import Window, parse_window
 
 av = pytest.importorskip("av")
 

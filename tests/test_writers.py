@@ -14,10 +14,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from dcmexport import writers
+from dcmexport.exporters.encoders import encode_jpeg, encode_still, encode_tiff
+from dcmexport.exporters.png import encode_png
 from dcmexport.options import StillFormat
-from dcmexport.png import encode_png
-from dcmexport.writers import encode_jpeg, encode_still, encode_tiff, write_atomic
+from dcmexport.store import local as writers
+from dcmexport.store import write_atomic
 
 SIZES = [(1, 1), (3, 7), (513, 257)]
 

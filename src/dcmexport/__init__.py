@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "render_frame": "dcmexport.render",
-    "convert": "dcmexport.batch",
-    "convert_one": "dcmexport.job",
-    "Summary": "dcmexport.batch",
-    "FileResult": "dcmexport.job",
+    "render_frame": "dcmexport.render.frame",
+    "convert": "dcmexport.engine.batch",
+    "convert_one": "dcmexport.engine.work",
+    "Summary": "dcmexport.engine.batch",
+    "FileResult": "dcmexport.engine.work",
     "ConvertOptions": "dcmexport.options",
     "StillFormat": "dcmexport.options",
     "write_samples": "dcmexport.sample",
@@ -55,7 +55,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .batch import Summary, convert
+    from .engine.batch import Summary, convert
+    from .engine.work import FileResult, convert_one
     from .errors import (
         DcmExportError,
         NoPixelDataError,
@@ -66,9 +67,8 @@ if TYPE_CHECKING:
         WindowError,
     )
     from .index import IndexSummary, build_index, index_rows
-    from .job import FileResult, convert_one
     from .options import ConvertOptions, StillFormat
-    from .render import render_frame
+    from .render.frame import render_frame
     from .sample import write_samples
 
 

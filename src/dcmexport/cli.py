@@ -15,6 +15,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import DcmExportError, NotDicomError, UsageError
+from .index.columns import IndexLevel
+from .options import MetadataFormat, StillFormat, VideoFormat
 
 DEFAULT_INPUT = "dicom_data"
 DEFAULT_OUTPUT = "output"
@@ -78,8 +80,8 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--format",
-        choices=["png", "jpeg", "tiff"],
-        default="png",
+        choices=[f.value for f in StillFormat],
+        default=StillFormat.PNG.value,
         help="still image format (default: png)",
     )
     p.add_argument(
@@ -116,15 +118,15 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--video",
-        choices=["mp4", "gif", "both", "none"],
-        default="both",
+        choices=[v.value for v in VideoFormat],
+        default=VideoFormat.BOTH.value,
         help="video of multi-frame inputs: H.264 MP4, looping GIF, both, or none (default: both)",
     )
     p.add_argument(
         "--no-mp4",
         dest="video",
         action="store_const",
-        const="gif",
+        const=VideoFormat.GIF.value,
         help="same as --video gif (for older scripts)",
     )
     p.add_argument(
@@ -145,8 +147,8 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--metadata",
-        choices=["txt", "json", "none"],
-        default="none",
+        choices=[m.value for m in MetadataFormat],
+        default=MetadataFormat.NONE.value,
         help="a metadata sidecar per converted input: txt (summary + full header) or json "
         "(DICOM JSON model + what was written) (default: none)",
     )
@@ -217,8 +219,8 @@ def _index_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--level",
-        choices=["instance", "series"],
-        default="instance",
+        choices=[level.value for level in IndexLevel],
+        default=IndexLevel.INSTANCE.value,
         help="one row per instance (default) or per series, with counts",
     )
     _add_execution(p)
@@ -265,7 +267,7 @@ def _err(message: str) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .batch import convert
+    from .engine.batch import convert
     from .options import ConvertOptions
     from .progress import ConsoleReporter
 
@@ -329,8 +331,8 @@ def _run_info(args: argparse.Namespace) -> int:
 
     from pydicom.dataset import Dataset
 
-    from . import metadata
-    from .decoding import read_dataset
+    from .dicom import metadata
+    from .dicom.decoding import read_dataset
 
     tags = [metadata.parse_tag(t) for t in args.tag]  # a bad spelling is a usage error
     if not Path(args.file).is_file():

@@ -1,14 +1,39 @@
-"""`OUT/manifest.csv`: one row per written file and per skipped or failed input."""
+"""`OUT/manifest.csv`: one row per written file and per skipped or failed input.
+
+Shared ground: rows and their enums are used by every room that writes outputs; writing the
+file itself is the engine's job (through the store).
+"""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import enum
 import io
 from collections.abc import Iterable
-from pathlib import Path
 
-from .writers import write_atomic
+
+class Status(str, enum.Enum):
+    """What became of an input (the manifest's `status` column, CONTRACT.md)."""
+
+    OK = "ok"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Kind(str, enum.Enum):
+    """What a manifest row's `output` is (empty on error and skipped rows)."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+    SERIES_VIDEO = "series-video"
+    METADATA = "metadata"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclasses.dataclass
@@ -18,7 +43,7 @@ class ManifestRow:
     source: str
     frame: int | None = None
     output: str = ""
-    status: str = "ok"  # ok | error | skipped
+    status: Status | str = Status.OK
     error: str = ""
     window_center: float | None = None
     window_width: float | None = None
@@ -26,11 +51,14 @@ class ManifestRow:
     rescale_slope: float | None = None
     rescale_intercept: float | None = None
     voi: str = ""
-    kind: str = ""  # what `output` is: image | metadata (empty on error/skipped rows)
+    kind: Kind | str = ""
     note: str = ""
 
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(ManifestRow))
+
+#: The manifest's file name inside OUT.
+MANIFEST_NAME = "manifest.csv"
 
 
 def _cell(value: object) -> str:
@@ -38,6 +66,8 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.10g}"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
     return str(value)
 
 
@@ -51,7 +81,6 @@ def manifest_text(rows: Iterable[ManifestRow]) -> str:
     return buffer.getvalue()
 
 
-def write_manifest(path: Path, rows: Iterable[ManifestRow]) -> None:
-    """Write the manifest atomically (a reader never sees half of it)."""
-    # surrogateescape: a file name that is not UTF-8 is written back as its own bytes
-    write_atomic(path, manifest_text(rows).encode("utf-8", "surrogateescape"))
+def manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:
+    """The manifest as bytes; a file name that is not UTF-8 is written back as its own bytes."""
+    return manifest_text(rows).encode("utf-8", "surrogateescape")

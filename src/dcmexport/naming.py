@@ -1,4 +1,5 @@
-"""Output-name templates (``--layout``) and path components that are safe on every system.
+"""The one naming authority: mirror names, ``--layout`` templates, safe path components, and the
+`NameRegistry` that every output name is claimed from, so two outputs never share a name.
 
 A template names the output base, relative to OUT and without extension, from tag values:
 ``{Keyword}`` or ``{Keyword:spec}`` (a Python format spec, e.g. ``{InstanceNumber:04d}``), and
@@ -28,21 +29,24 @@ Rendering rules:
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import os
 import re
 import string
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, keyword_dict, tag_for_keyword
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
+from .dicom import tags
 from .errors import UsageError
-from .layout import STRIPPED_SUFFIXES
+
+#: Extensions stripped from input names; any other name is kept whole (`1.2.3` → `1.2.3.png`).
+STRIPPED_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 
 #: Named templates accepted by ``--layout`` besides ``mirror`` and a literal template.
 LAYOUT_PRESETS: dict[str, str] = {
@@ -306,9 +310,9 @@ def _check_field(name: str, spec: str, conversion: str | None) -> Field:
     if "{" in spec or "}" in spec:
         raise UsageError(f"--layout: nested fields in {{{name}:{spec}}} are not supported")
     if name not in DERIVED_FIELDS:
-        tag = tag_for_keyword(name)
+        tag = tags.keyword_tag(name)
         if tag is None:
-            close = difflib.get_close_matches(name, [*keyword_dict, *DERIVED_FIELDS], n=3)
+            close = tags.close_keywords(name, DERIVED_FIELDS)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UsageError(f"--layout: unknown field {{{name}}}: not a DICOM keyword{hint}")
         vr = dictionary_VR(tag)
@@ -324,3 +328,74 @@ def _check_field(name: str, spec: str, conversion: str | None) -> Field:
         else:
             raise UsageError(f"--layout: invalid format spec in {{{name}:{spec}}}")
     return Field(name, spec)
+
+
+# --------------------------------------------------------------------------- mirror names
+
+
+def mirror_base(parts: Sequence[str], *, foreign: bool = False) -> PurePosixPath:
+    """The output path, relative to OUT and without extension, that mirrors an input.
+
+    `parts` are the input's path components below the input folder (or just its name).
+    `foreign` names (archive members, object keys, anything not already a file name on this
+    system) are made safe component by component; names read from the local file system are
+    kept exactly, so outputs mirror the tree.
+    """
+    if foreign:
+        parts = [sanitize_component(p) for p in parts]
+    rel = PurePosixPath(*parts) if parts else PurePosixPath("_")
+    if rel.suffix.lower() in STRIPPED_SUFFIXES:
+        rel = rel.with_suffix("")
+    return rel
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as valid UTF-8 text (for SQLite, Parquet, messages): bytes of a file name that
+    are not UTF-8 (surrogates in Python) are spelled out as backslash escapes."""
+    return os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class NameRegistry:
+    """Hands out output bases so that two outputs never write to one name.
+
+    Every output name of a run is claimed here — an input's base, each still a ``{frame}``
+    template names, a series video — so this is the one place collisions are resolved.
+    A base claims its own name and everything below it (multi-frame stills go in a folder
+    named after the base), compared case-insensitively so the result survives a copy to a
+    case-insensitive file system. A later claim that overlaps gets `_2`, `_3`, ... on the
+    part that collides: the file name, or the folder that is already another input's base
+    (`x.dcm` and `x/y.dcm` become `x.png` and `x_2/y.png`). The manifest and dcmexport's
+    own folder are reserved.
+    """
+
+    RESERVED = ("manifest.csv", ".dcmexport")
+
+    def __init__(self) -> None:
+        self._bases: set[str] = {name.casefold() for name in self.RESERVED}
+        self._prefixes: set[str] = set()
+
+    def _conflict(self, parts: list[str]) -> int | None:
+        """The index of the first part that collides with an earlier claim, or None."""
+        keys = ["/".join(parts[: i + 1]).casefold() for i in range(len(parts))]
+        for i, key in enumerate(keys[:-1]):
+            if key in self._bases:
+                return i
+        if keys[-1] in self._bases or keys[-1] in self._prefixes:
+            return len(parts) - 1
+        return None
+
+    def claim(self, base: PurePosixPath) -> tuple[PurePosixPath, str]:
+        """A free base derived from `base`, and a note for the manifest if it had to change."""
+        original = list(base.parts)
+        parts = list(original)
+        counters: dict[int, int] = {}
+        while (index := self._conflict(parts)) is not None:
+            counters[index] = counters.get(index, 1) + 1
+            parts[index] = f"{original[index]}_{counters[index]}"
+        candidate = PurePosixPath(*parts)
+        key = str(candidate).casefold()
+        self._bases.add(key)
+        key_parts = key.split("/")
+        self._prefixes.update("/".join(key_parts[:i]) for i in range(1, len(key_parts)))
+        note = "" if parts == original else f"name collision: {base} taken, wrote {candidate}"
+        return candidate, note

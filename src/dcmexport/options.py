@@ -1,17 +1,19 @@
-"""The one options object that describes a conversion.
+"""The one options object that describes a conversion, and the option grammars it is made of.
 
 The CLI builds it, the library consumes it, a worker process receives it pickled. Values are
-validated here, at the boundary, so the pipeline never sees a malformed option.
+validated here, at the boundary, so the pipeline never sees a malformed option. The enums here
+are the single spelling of each choice: the CLI's ``choices`` and the writers' registries are
+built from them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 
 from .errors import UsageError
 from .naming import Layout, parse_layout
-from .windowing import WindowSpec, parse_window
 
 
 class StillFormat(str, enum.Enum):
@@ -24,6 +26,11 @@ class StillFormat(str, enum.Enum):
     @property
     def extension(self) -> str:
         return {"png": ".png", "jpeg": ".jpg", "tiff": ".tiff"}[self.value]
+
+    @property
+    def max_bits(self) -> int:
+        """The deepest samples the format holds (JPEG is 8-bit)."""
+        return 8 if self is StillFormat.JPEG else 16
 
 
 class VideoFormat(str, enum.Enum):
@@ -48,27 +55,105 @@ class MetadataFormat(str, enum.Enum):
     NONE = "none"
 
 
+class WindowKind(str, enum.Enum):
+    """What a `--window` value asks for."""
+
+    AUTO = "auto"  # the file's VOI, else min-max
+    FILE = "file"  # the file's N-th window or VOI LUT (1-based)
+    MINMAX = "minmax"
+    EXPLICIT = "explicit"  # a center/width pair or a CT preset, LINEAR
+
+
+#: CT window presets as (center, width) in HU; common radiology values (Radiopaedia, RSNA).
+CT_PRESETS: dict[str, tuple[float, float]] = {
+    "brain": (40, 80),
+    "subdural": (75, 215),
+    "stroke": (40, 40),
+    "bone": (400, 1800),
+    "lung": (-600, 1500),
+    "mediastinum": (50, 350),
+    "abdomen": (40, 400),
+    "liver": (30, 150),
+    "soft-tissue": (50, 350),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowSpec:
+    """A parsed `--window` value: `kind`, and `index` (``file:N``) or `center`/`width`."""
+
+    kind: WindowKind
+    index: int = 1
+    center: float = 0.0
+    width: float = 0.0
+    text: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", WindowKind(self.kind))
+
+
+def parse_window(text: str) -> WindowSpec:
+    """Parse ``auto``, ``file[:N]``, ``minmax``, ``C,W`` or a CT preset name."""
+    t = text.strip().lower()
+    if t in ("auto", "minmax"):
+        return WindowSpec(WindowKind(t), text=t)
+    if t == "file" or t.startswith("file:"):
+        try:
+            index = int(t[5:]) if ":" in t else 1
+        except ValueError:
+            index = 0
+        if index < 1:
+            raise UsageError(f"--window {text!r}: use file or file:N with N >= 1")
+        return WindowSpec(WindowKind.FILE, index=index, text=t)
+    if t in CT_PRESETS:
+        center, width = CT_PRESETS[t]
+        return WindowSpec(WindowKind.EXPLICIT, center=center, width=width, text=t)
+    parts = t.split(",")
+    try:
+        center, width = (float(p) for p in parts)
+    except ValueError:
+        presets = ", ".join(CT_PRESETS)
+        raise UsageError(
+            f"--window {text!r}: use auto, file[:N], minmax, C,W (e.g. 40,400) or one of {presets}"
+        ) from None
+    if not (math.isfinite(center) and math.isfinite(width)) or width <= 0:
+        raise UsageError(f"--window {text!r}: the width must be a positive number")
+    return WindowSpec(WindowKind.EXPLICIT, center=center, width=width, text=t)
+
+
+class FrameKind(str, enum.Enum):
+    """How `--frames` picks frames."""
+
+    ALL = "all"
+    FIRST = "first"
+    MIDDLE = "middle"
+    LIST = "list"  # explicit numbers
+    RANGE = "range"  # (A, B) inclusive
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameSelection:
     """Which frames of a multi-frame input become stills; numbers are 1-based.
 
-    `kind` is one of ``all``, ``first``, ``middle``, ``list`` (explicit `numbers`) or ``range``
-    (`numbers` = (A, B) inclusive).
+    `numbers` holds the explicit numbers of ``list``, or (A, B) of ``range``.
     """
 
-    kind: str
+    kind: FrameKind
     numbers: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", FrameKind(self.kind))
 
     def frame_numbers(self, number_of_frames: int) -> list[int]:
         """The 1-based frame numbers this selection picks from a file of `number_of_frames`."""
         n = number_of_frames
-        if self.kind == "all":
+        if self.kind is FrameKind.ALL:
             return list(range(1, n + 1))
-        if self.kind == "first":
+        if self.kind is FrameKind.FIRST:
             return [1]
-        if self.kind == "middle":
+        if self.kind is FrameKind.MIDDLE:
             return [(n + 1) // 2]
-        if self.kind == "range":
+        if self.kind is FrameKind.RANGE:
             a, b = self.numbers
             picked = [i for i in range(a, b + 1) if i <= n]
         else:
@@ -82,18 +167,18 @@ def parse_frames(text: str) -> FrameSelection:
     """Parse ``all``, ``first``, ``middle``, ``N``, ``A-B`` or ``N,M,...`` (1-based)."""
     t = text.strip().lower()
     if t in ("all", "first", "middle"):
-        return FrameSelection(t)
+        return FrameSelection(FrameKind(t))
     try:
         if "-" in t:
             a_text, b_text = t.split("-", 1)
             a, b = int(a_text), int(b_text)
             if a < 1 or b < a:
                 raise ValueError
-            return FrameSelection("range", (a, b))
+            return FrameSelection(FrameKind.RANGE, (a, b))
         numbers = tuple(int(p) for p in t.split(","))
         if any(n < 1 for n in numbers):
             raise ValueError
-        return FrameSelection("list", numbers)
+        return FrameSelection(FrameKind.LIST, numbers)
     except ValueError:
         raise UsageError(
             f"--frames {text!r}: use all, first, middle, N, A-B or N,M,... (1-based)"
@@ -133,7 +218,7 @@ class ConvertOptions:
             object.__setattr__(self, "frames", parse_frames(self.frames))
         if self.bits not in (8, 16):
             raise UsageError(f"--bits {self.bits}: use 8 or 16")
-        if self.bits == 16 and self.format is StillFormat.JPEG:
+        if self.bits > self.format.max_bits:
             raise UsageError("--bits 16 needs --format png or tiff (JPEG is 8-bit)")
         if self.fps is not None and not 0 < self.fps <= 1000:
             raise UsageError(f"--fps {self.fps:g}: use a rate above 0 and at most 1000")

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
-
-from .job import FileResult
+from typing import Any, TextIO
 
 
 class ConsoleReporter:
@@ -39,7 +37,8 @@ class ConsoleReporter:
                 total=total, unit="file", file=self.stream, dynamic_ncols=True, smoothing=0.1
             )
 
-    def result(self, result: FileResult) -> None:
+    def result(self, result: Any) -> None:
+        """One input's outcome: anything with source, status, reason, detail, up_to_date."""
         self._done += 1
         if result.status == "error":
             self._message(f"dcmexport: {result.source}: {result.reason}")

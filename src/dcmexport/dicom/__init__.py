@@ -1,1 +1,5 @@
-"""Reading DICOM: files to datasets and frames, metadata, tags, series. Imports no other room."""
+"""Reading DICOM: files to datasets and frames (`decoding`), metadata (`metadata`), the one tag
+grammar (`tags`), the one series grouping (`series`), value helpers (`values`).
+
+Imports pydicom, NumPy and the shared top-level modules only: no other room.
+"""

@@ -1,1 +1,40 @@
-"""Where inputs come from: files, folders, archives, DICOMDIR sets (and, later, servers)."""
+"""Where inputs come from: files, folders, archives, DICOMDIR sets (and, later, servers).
+
+`discover` turns the user's inputs into `InputRef`s; the registry `SOURCES` says how each
+kind of reference is opened and fingerprinted. Sources hand over raw names: naming
+sanitises them. Never imports render, exporters, engine, index or report.
+"""
+
+from __future__ import annotations
+
+from .base import InputKind, InputRef, Source
+from .discovery import count_files, discover
+from .files import FileSource, MemberSource
+
+#: How each kind of input is read; a new kind of source registers here.
+SOURCES: dict[InputKind, Source] = {
+    InputKind.FILE: FileSource(),
+    InputKind.MEMBER: MemberSource(),
+}
+
+
+def open_input(ref: InputRef) -> bytes | str:
+    """The input's bytes, or a local path to read it from."""
+    return SOURCES[ref.kind].open(ref)
+
+
+def fingerprint(ref: InputRef) -> tuple[int, int] | None:
+    """What changes when the input does (size and modification time for files)."""
+    return SOURCES[ref.kind].fingerprint(ref)
+
+
+__all__ = [
+    "SOURCES",
+    "InputKind",
+    "InputRef",
+    "Source",
+    "count_files",
+    "discover",
+    "fingerprint",
+    "open_input",
+]

@@ -20,7 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from . import errors
+from .. import errors
 
 log = logging.getLogger(__name__)
 

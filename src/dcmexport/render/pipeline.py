@@ -15,15 +15,15 @@ from collections.abc import Callable
 import numpy as np
 from pydicom.dataset import Dataset
 
+from ..dicom.values import decimal_value
+from ..errors import PixelDataError, UsageError
+from ..options import WindowSpec
 from . import pixels as px
-from .errors import PixelDataError, UsageError
 from .windowing import (
     UnusableVoi,
     VoiLut,
     VoiLutFunction,
     Window,
-    WindowSpec,
-    decimal_value,
     file_windows,
     select_voi,
 )

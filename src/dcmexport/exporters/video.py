@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from .errors import UsageError
-from .windowing import decimal_value
+from ..dicom.values import decimal_value
+from ..errors import UsageError
 
 DEFAULT_FPS = Fraction(10)
 #: x264 constant quality (18–23 is "visually lossless" to "good"): on a noisy 512² fluoroscopy

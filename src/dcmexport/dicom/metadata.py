@@ -12,20 +12,15 @@ noted in `to_json_model`; ``tests/test_metadata.py`` compares the two element by
 from __future__ import annotations
 
 import base64
-import difflib
-import functools
 import logging
 import math
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydicom.datadict import (
-    RepeatersDictionary,
     dictionary_VR,
-    keyword_dict,
     private_dictionary_description,
 )
 from pydicom.dataelem import DataElement, RawDataElement
@@ -36,8 +31,8 @@ from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 from pydicom.valuerep import STANDARD_VR
 
-from . import errors
 from .decoding import transfer_syntax
+from .tags import parse_tag
 
 log = logging.getLogger(__name__)
 
@@ -92,58 +87,6 @@ _MAX_VR_COLUMN = 60  # ... and at most: a longer name pushes its own VR to the r
 _INDENT = "    "  # one sequence level in the dump; item headers sit half-way
 _META_HEADER = f"{'File Meta Information ':-<49}"
 _META_RULE = "-" * 49
-
-_TAG_PAIR = re.compile(r"\s*([0-9A-Fa-f]{1,4})\s*,\s*([0-9A-Fa-f]{1,4})\s*")
-_TAG_HEX = re.compile(r"0[xX]([0-9A-Fa-f]{1,8})")
-_TAG_BARE = re.compile(r"[0-9A-Fa-f]{8}")
-_KEYWORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
-
-
-# --- tags -------------------------------------------------------------------------------
-
-
-@functools.cache
-def _keywords() -> dict[str, int]:
-    """Dictionary keywords, repeating groups (``OverlayData`` is (6000,3000)) included."""
-    table = dict(keyword_dict)
-    for mask, entry in RepeatersDictionary.items():
-        table.setdefault(entry[4], int(mask.replace("x", "0"), 16))
-    table.pop("", None)  # retired elements without a keyword
-    return table
-
-
-@functools.cache
-def _keywords_folded() -> dict[str, str]:
-    return {keyword.lower(): keyword for keyword in _keywords()}
-
-
-def parse_tag(text: str) -> BaseTag:
-    """The tag `text` names: a keyword, ``GGGG,EEEE``, ``(GGGG,EEEE)`` or ``0xGGGGEEEE``.
-
-    Hex forms may drop leading zeros (``0x281050`` is (0028,1050)); the bare ``GGGGEEEE`` of
-    the JSON keys is accepted too. Keywords match exactly first, then ignoring case, so a
-    typed ``patientname`` still works. Anything else is a `UsageError` that suggests the
-    nearest keywords.
-    """
-    text = text.strip()
-    if text in _keywords():
-        return Tag(_keywords()[text])
-    inner = text[1:-1] if text.startswith("(") and text.endswith(")") else text
-    if pair := _TAG_PAIR.fullmatch(inner):
-        return Tag(int(pair[1], 16), int(pair[2], 16))
-    if number := _TAG_HEX.fullmatch(text):
-        return Tag(int(number[1], 16))
-    if _TAG_BARE.fullmatch(text):
-        return Tag(int(text, 16))
-    if _KEYWORD.fullmatch(text) and (keyword := _keywords_folded().get(text.lower())):
-        return Tag(_keywords()[keyword])
-    near = difflib.get_close_matches(text, _keywords(), n=3, cutoff=0.75)
-    hint = f" (did you mean {', '.join(near)}?)" if near else ""
-    raise errors.UsageError(
-        f"unknown tag {text!r}{hint}: give a keyword such as PatientName, or the tag as "
-        "GGGG,EEEE, (GGGG,EEEE) or 0xGGGGEEEE"
-    )
-
 
 # --- fetching elements without letting one bad element stop the walk --------------------
 

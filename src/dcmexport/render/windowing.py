@@ -1,20 +1,21 @@
-"""Which VOI transform to apply: the `--window` option, CT presets, and the file's own windows.
+"""Which VOI transform to apply: the file's own windows and VOI LUTs, or the `--window` option.
 
-`--window` is parsed once into a `WindowSpec`; `select_voi` turns a spec plus one frame's
-attributes into a concrete `Window` or `VoiLut` (or `None` for min-max, which needs the pixels).
+`--window` is parsed once into a `WindowSpec` (in `options`); `select_voi` turns a spec plus
+one frame's attributes into a concrete `Window` or `VoiLut` (or `None` for min-max, which
+needs the pixels).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import UsageError, WindowError
+from ..dicom.values import decimal_value
+from ..errors import WindowError
+from ..options import CT_PRESETS, WindowKind, WindowSpec, parse_window
 
 
 class VoiLutFunction(str, enum.Enum):
@@ -23,64 +24,6 @@ class VoiLutFunction(str, enum.Enum):
     LINEAR = "LINEAR"
     LINEAR_EXACT = "LINEAR_EXACT"
     SIGMOID = "SIGMOID"
-
-
-#: CT window presets as (center, width) in HU; common radiology values (Radiopaedia, RSNA).
-CT_PRESETS: dict[str, tuple[float, float]] = {
-    "brain": (40, 80),
-    "subdural": (75, 215),
-    "stroke": (40, 40),
-    "bone": (400, 1800),
-    "lung": (-600, 1500),
-    "mediastinum": (50, 350),
-    "abdomen": (40, 400),
-    "liver": (30, 150),
-    "soft-tissue": (50, 350),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowSpec:
-    """A parsed `--window` value.
-
-    kind: ``auto`` (file's VOI, else min-max), ``file`` (file's `index`-th VOI, 1-based),
-    ``minmax``, or ``explicit`` (`center`, `width`, LINEAR).
-    """
-
-    kind: str
-    index: int = 1
-    center: float = 0.0
-    width: float = 0.0
-    text: str = "auto"
-
-
-def parse_window(text: str) -> WindowSpec:
-    """Parse ``auto``, ``file[:N]``, ``minmax``, ``C,W`` or a CT preset name."""
-    t = text.strip().lower()
-    if t in ("auto", "minmax"):
-        return WindowSpec(t, text=t)
-    if t == "file" or t.startswith("file:"):
-        try:
-            index = int(t[5:]) if ":" in t else 1
-        except ValueError:
-            index = 0
-        if index < 1:
-            raise UsageError(f"--window {text!r}: use file or file:N with N >= 1")
-        return WindowSpec("file", index=index, text=t)
-    if t in CT_PRESETS:
-        center, width = CT_PRESETS[t]
-        return WindowSpec("explicit", center=center, width=width, text=t)
-    parts = t.split(",")
-    try:
-        center, width = (float(p) for p in parts)
-    except ValueError:
-        presets = ", ".join(CT_PRESETS)
-        raise UsageError(
-            f"--window {text!r}: use auto, file[:N], minmax, C,W (e.g. 40,400) or one of {presets}"
-        ) from None
-    if not (math.isfinite(center) and math.isfinite(width)) or width <= 0:
-        raise UsageError(f"--window {text!r}: the width must be a positive number")
-    return WindowSpec("explicit", center=center, width=width, text=t)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,22 +55,6 @@ def _multi(value: object) -> list:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         return [value]
     return list(value)
-
-
-_LEADING_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def decimal_value(value: object) -> float | None:
-    """A DS value as a float, leniently: the leading number of a malformed string, as DCMTK
-    reads it (``"1,00"`` → 1.0, ``"2000,5"`` → 2000.0); None if there is none."""
-    if isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        match = _LEADING_NUMBER.match(str(value))
-        if match is None:
-            return None
-        number = float(match.group(0))
-    return number if math.isfinite(number) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,12 +106,12 @@ def select_voi(
     that ``file:1`` is what ``auto`` picks (PS3.4 N.2.1.1 prefers neither; DCMTK numbers the
     two lists separately with +Wl/+Wi). ``auto`` passes over unusable ones.
     """
-    if spec.kind == "explicit":
+    if spec.kind is WindowKind.EXPLICIT:
         return Window(spec.center, spec.width, VoiLutFunction.LINEAR, spec.text)
-    if spec.kind == "minmax":
+    if spec.kind is WindowKind.MINMAX:
         return None
     available: list[Window | VoiLut | UnusableVoi] = [*voi_luts, *windows]
-    if spec.kind == "auto":
+    if spec.kind is WindowKind.AUTO:
         return next((v for v in available if not isinstance(v, UnusableVoi)), None)
     if spec.index > len(available):
         have = "no window or VOI LUT" if not available else f"only {len(available)}"
@@ -193,3 +120,17 @@ def select_voi(
     if isinstance(chosen, UnusableVoi):
         raise WindowError(f"--window file:{spec.index}: {chosen.reason}")
     return chosen
+
+
+__all__ = [
+    "CT_PRESETS",
+    "UnusableVoi",
+    "VoiLut",
+    "VoiLutFunction",
+    "Window",
+    "WindowSpec",
+    "decimal_value",
+    "file_windows",
+    "parse_window",
+    "select_voi",
+]

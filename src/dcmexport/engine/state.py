@@ -9,20 +9,15 @@ worst the last second of results is redone, and outputs are only ever renamed in
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import sqlite3
-import stat
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-from .discovery import display_path
-from .manifest import COLUMNS, ManifestRow
+from ..manifest import COLUMNS, ManifestRow, Status
+from ..naming import display_path
+from ..store import LocalStore
 
-STATE_DIR = ".dcmexport"
 STATE_FILE = "state-v2.sqlite"  # a new name whenever the schema changes
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (  -- rows: JSON lists in manifest.COLUMNS order
@@ -41,37 +36,6 @@ CREATE TABLE IF NOT EXISTS runs (run INTEGER PRIMARY KEY, started REAL, options_
 """
 
 
-def state_dir(out_root: Path) -> Path:
-    """Where dcmexport keeps its own files inside OUT (state, temporary files)."""
-    return out_root / STATE_DIR
-
-
-def temp_dir(out_root: Path) -> Path:
-    """Temporary files are written here and renamed into place (same file system as OUT)."""
-    return state_dir(out_root) / "tmp"
-
-
-def clear_temp_dir(out_root: Path) -> None:
-    """Remove what a killed run left half-written; outputs themselves are never partial."""
-    shutil.rmtree(temp_dir(out_root), ignore_errors=True)
-    temp_dir(out_root).mkdir(parents=True, exist_ok=True)
-
-
-def _fingerprint(source: str) -> tuple[int, int] | None:
-    """(size, mtime) of the input file; for an archive member (``archive/member``), of the
-    archive that holds it."""
-    path = Path(source)
-    for candidate in (path, *path.parents):
-        try:
-            st = os.stat(candidate)
-        except OSError:
-            continue
-        if candidate != path and not stat.S_ISREG(st.st_mode):
-            return None  # a missing file in a folder: nothing to compare
-        return st.st_size, st.st_mtime_ns
-    return None
-
-
 def _rows_to_json(rows: list[ManifestRow]) -> str:
     # lists in COLUMNS order: several times faster than dataclasses.asdict on the hot path
     return json.dumps([[getattr(r, c) for c in COLUMNS] for r in rows], separators=(",", ":"))
@@ -81,14 +45,17 @@ def _rows_from_json(text: str) -> list[ManifestRow]:
     return [ManifestRow(*values) for values in json.loads(text)]
 
 
+_RESUMABLE = (Status.OK, Status.SKIPPED)
+
+
 class RunState:
     """The state database of one output folder, for one run."""
 
-    def __init__(self, out_root: Path, options_key: str, *, commit_every: float = 1.0) -> None:
-        self.out_root = out_root
+    def __init__(self, store: LocalStore, options_key: str, *, commit_every: float = 1.0) -> None:
+        self.store = store
         self.options_key = options_key
-        state_dir(out_root).mkdir(parents=True, exist_ok=True)
-        database = state_dir(out_root) / STATE_FILE
+        store.state_dir.mkdir(parents=True, exist_ok=True)
+        database = store.state_dir / STATE_FILE
         self._db = sqlite3.connect(database, isolation_level=None, timeout=1)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -104,7 +71,7 @@ class RunState:
         self._db.execute("BEGIN")
 
     def up_to_date(
-        self, source: str, seq: int, base: str, fingerprint: tuple[int, int] | None = None
+        self, source: str, seq: int, base: str, fingerprint: tuple[int, int] | None
     ) -> list[ManifestRow] | None:
         """The rows of an earlier conversion of `source` that still holds, else None.
 
@@ -112,8 +79,8 @@ class RunState:
         `ok` or `skipped`, and every output it lists lies under the output `base` planned for
         it in this run and is exactly the file written then (same size and modification time:
         another input may have taken the name since). It is then counted in this run.
-        `fingerprint` replaces the input file's (size, mtime) for work that is not one file
-        (a series video: its slices).
+        `fingerprint` is what the input's source says changes with it (a file's size and
+        mtime; for a series, a digest of its slices).
         """
         if not self._has_history:
             return None
@@ -121,9 +88,9 @@ class RunState:
             "SELECT size, mtime_ns, options_key, status, rows, outputs FROM files WHERE source = ?",
             (display_path(source),),
         ).fetchone()
-        if found is None or found[2] != self.options_key or found[3] not in ("ok", "skipped"):
+        if found is None or found[2] != self.options_key or found[3] not in _RESUMABLE:
             return None
-        if (fingerprint or _fingerprint(source)) != (found[0], found[1]):
+        if fingerprint != (found[0], found[1]):
             return None
         rows = _rows_from_json(found[4])
         written = json.loads(found[5] or "{}")
@@ -144,16 +111,16 @@ class RunState:
         self,
         source: str,
         seq: int,
-        status: str,
+        status: Status | str,
         rows: list[ManifestRow],
-        fingerprint: tuple[int, int] | None = None,
+        fingerprint: tuple[int, int] | None,
     ) -> None:
         """Remember what this run did with `source`; remove outputs it no longer makes.
 
         An earlier run with other options may have written files this one does not (PNG then
         JPEG, other frames): they are deleted if they are still exactly as written then.
         """
-        size, mtime_ns = fingerprint or _fingerprint(source) or (None, None)
+        size, mtime_ns = fingerprint or (None, None)
         written = {r.output: self._output_stat(r.output) for r in rows if r.output}
         if self._has_history:
             self._remove_orphans(display_path(source), written)
@@ -164,7 +131,7 @@ class RunState:
                 size,
                 mtime_ns,
                 self.options_key,
-                status,
+                str(status),
                 _rows_to_json(rows),
                 json.dumps(written),
                 self.run,
@@ -177,15 +144,10 @@ class RunState:
         found = self._db.execute("SELECT outputs FROM files WHERE source = ?", (key,)).fetchone()
         for output, was in json.loads((found and found[0]) or "{}").items():
             if output not in keep and was and self._output_stat(output) == tuple(was):
-                with contextlib.suppress(OSError):
-                    (self.out_root / output).unlink()
+                self.store.remove(output)
 
     def _output_stat(self, output: str) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.out_root / output)
-        except OSError:
-            return None
-        return st.st_size, st.st_mtime_ns
+        return self.store.stat(output)
 
     def rows_of_this_run(self) -> Iterator[ManifestRow]:
         """Every manifest row of the inputs seen in this run, in discovery order."""

@@ -13,44 +13,21 @@ member, never unpacked; refused members (``..``, absolute paths, links) are erro
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
+from ..errors import DcmExportError, UsageError
 from . import archives, dicomdir
-from .errors import DcmExportError, UsageError
-from .naming import sanitize_component
+from .base import InputRef
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class Found:
-    """An input to convert.
-
-    `root` is the input folder it was found under (None if given directly). For an archive
-    member, `path` is the archive, `member` the member's safe name, `rel` where it mirrors
-    to, and `data` a tar member's bytes. `problem` makes it an error row without a read.
-    """
-
-    path: Path
-    root: Path | None = None
-    member: str = ""
-    rel: PurePosixPath | None = None
-    data: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
-    problem: str = ""
-
-    @property
-    def source(self) -> str:
-        """The input as the manifest names it: a path, or ``archive/member``."""
-        return f"{self.path}/{self.member}" if self.member else str(self.path)
-
-
 def discover(
     inputs: Iterable[str | os.PathLike[str]], exclude: Iterable[Path] = ()
-) -> Iterator[Found]:
+) -> Iterator[InputRef]:
     """Yield every file under `inputs`, sorted by name per folder, skipping `exclude` folders.
 
     Symlinked folders are not followed, so a link loop cannot trap the walk; symlinked files
@@ -60,33 +37,33 @@ def discover(
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for file_path in _walk(path, excluded):
+            for file_path in walk(path, excluded):
                 yield from _found_in_folder(file_path, path)
         elif path.is_file():
             if archives.is_archive(path):
-                yield from _archive(path, PurePosixPath())
+                yield from _archive(path, ())
             elif dicomdir.is_dicomdir_name(path.name) and dicomdir.is_dicomdir(path):
-                yield Found(path)
+                yield InputRef(path)
                 yield from _dicomdir_references(path, path.parent, missing_only=False)
             else:
-                yield Found(path)
+                yield InputRef(path)
         else:
             raise UsageError(f"input not found: {path}")
 
 
-def _found_in_folder(path: Path, root: Path) -> Iterator[Found]:
+def _found_in_folder(path: Path, root: Path) -> Iterator[InputRef]:
     """A file met in a folder walk: itself, an archive's members, or a DICOMDIR's gaps."""
     if _is_fileset_root(path.name):
-        yield Found(path, root)
+        yield InputRef(path, root)
         yield from _dicomdir_references(path, root, missing_only=True)
     elif archives.archive_kind(path) and archives.is_archive(path):
         rel = path.parent.relative_to(root) / archives.archive_stem(path.name)
-        yield from _archive(path, PurePosixPath(*rel.parts))
+        yield from _archive(path, rel.parts)
     else:
-        yield Found(path, root)
+        yield InputRef(path, root)
 
 
-def _dicomdir_references(path: Path, root: Path, *, missing_only: bool) -> Iterator[Found]:
+def _dicomdir_references(path: Path, root: Path, *, missing_only: bool) -> Iterator[InputRef]:
     """The files a DICOMDIR references (or only the missing ones, as error rows)."""
     try:
         refs = dicomdir.references(path)
@@ -96,12 +73,12 @@ def _dicomdir_references(path: Path, root: Path, *, missing_only: bool) -> Itera
     for ref in refs:
         if ref.problem or ref.path is None:
             expected = path.parent.joinpath(*ref.file_id.split("/"))
-            yield Found(expected, root, problem=f"DICOMDIR {ref.record}: {ref.problem}")
+            yield InputRef(expected, root, problem=f"DICOMDIR {ref.record}: {ref.problem}")
         elif not missing_only:
-            yield Found(ref.path, root)
+            yield InputRef(ref.path, root)
 
 
-def _archive(path: Path, prefix: PurePosixPath) -> Iterator[Found]:
+def _archive(path: Path, prefix: tuple[str, ...]) -> Iterator[InputRef]:
     """Every member of a zip or tar archive (DICOMDIRs inside honoured), mirrored under
     `prefix`; a tar's bytes come along, a zip's are read by the worker."""
     try:
@@ -113,14 +90,16 @@ def _archive(path: Path, prefix: PurePosixPath) -> Iterator[Found]:
         members = listing if archives.archive_kind(path) == "zip" else archives.iter_members(path)
         for member in members:
             if member.problem:
-                yield Found(
+                yield InputRef(
                     path, member=member.name, problem=f"archive member refused: {member.problem}"
                 )
                 continue
-            rel = prefix.joinpath(*(sanitize_component(p) for p in member.name.split("/")))
-            yield Found(path, member=member.name, rel=rel, data=member.data)
+            parts = tuple(member.name.split("/"))
+            yield InputRef(
+                path, member=member.name, prefix=prefix, member_parts=parts, data=member.data
+            )
     except DcmExportError as exc:
-        yield Found(path, problem=str(exc))
+        yield InputRef(path, problem=str(exc))
 
 
 def _is_fileset_root(name: str) -> bool:
@@ -128,7 +107,7 @@ def _is_fileset_root(name: str) -> bool:
     return name.casefold() == "dicomdir"
 
 
-def _archive_dicomdir_gaps(path: Path, member: str, names: list[str]) -> Iterator[Found]:
+def _archive_dicomdir_gaps(path: Path, member: str, names: list[str]) -> Iterator[InputRef]:
     """Error rows for the records of a DICOMDIR inside an archive whose member is missing."""
 
     def read(name: str) -> bytes:
@@ -137,13 +116,7 @@ def _archive_dicomdir_gaps(path: Path, member: str, names: list[str]) -> Iterato
     for ref in dicomdir.references_in_archive(read(member), member, names, read):
         if ref.problem or ref.member is None:
             expected = str(PurePosixPath(member).parent / ref.file_id)
-            yield Found(path, member=expected, problem=f"DICOMDIR {ref.record}: {ref.problem}")
-
-
-def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as valid UTF-8 text (for SQLite, Parquet, messages): bytes of a file name that
-    are not UTF-8 (surrogates in Python) are spelled out as backslash escapes."""
-    return os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            yield InputRef(path, member=expected, problem=f"DICOMDIR {ref.record}: {ref.problem}")
 
 
 def count_files(inputs: Iterable[str | os.PathLike[str]], exclude: Iterable[Path] = ()) -> int:
@@ -153,13 +126,13 @@ def count_files(inputs: Iterable[str | os.PathLike[str]], exclude: Iterable[Path
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            total += sum(1 for _ in _walk(path, excluded))
+            total += sum(1 for _ in walk(path, excluded))
         elif path.is_file():
             total += 1
     return total
 
 
-def _walk(root: Path, excluded: set[Path]) -> Iterator[Path]:
+def walk(root: Path, excluded: set[Path]) -> Iterator[Path]:
     """Files under `root`, depth first, each folder's entries in name order."""
     if root.resolve() in excluded:
         return
@@ -172,7 +145,7 @@ def _walk(root: Path, excluded: set[Path]) -> Iterator[Path]:
     for entry in entries:
         try:
             if entry.is_dir(follow_symlinks=False):
-                yield from _walk(Path(entry.path), excluded)
+                yield from walk(Path(entry.path), excluded)
             elif entry.is_file():
                 yield Path(entry.path)
         except OSError:

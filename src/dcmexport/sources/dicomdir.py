@@ -35,9 +35,9 @@ from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from pydicom.uid import MediaStorageDirectoryStorage
 
+from ..dicom.decoding import read_dataset
+from ..errors import DcmExportError, NotDicomError
 from .archives import member_path
-from .decoding import read_dataset
-from .errors import DcmExportError, NotDicomError
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+from typing import ClassVar
 
 from pydicom.dataset import Dataset
 
-from .manifest import ManifestRow
+from ..manifest import Kind, ManifestRow
+from ..options import ConvertOptions, MetadataFormat
+from ..store import LocalStore
+from .base import Instance, Level, Target
 
 #: (line label, ((value label, keyword), ...)) for the human summary, in reading order.
 _SUMMARY: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
@@ -88,14 +92,14 @@ def summary_lines(ds: Dataset, rows: Sequence[ManifestRow]) -> list[str]:
 
 def sidecar_txt(ds: Dataset, rows: Sequence[ManifestRow]) -> str:
     """Summary, a blank line, then the complete header (long values shortened)."""
-    from .metadata import dump_lines
+    from ..dicom.metadata import dump_lines
 
     return "\n".join([*summary_lines(ds, rows), "", *dump_lines(ds)]) + "\n"
 
 
 def sidecar_json(ds: Dataset, rows: Sequence[ManifestRow]) -> str:
     """The header as DICOM JSON, plus what dcmexport wrote from it and with which window."""
-    from .metadata import to_json_model
+    from ..dicom.metadata import to_json_model
 
     document = to_json_model(ds)
     document["dcmexport"] = {
@@ -104,3 +108,32 @@ def sidecar_json(ds: Dataset, rows: Sequence[ManifestRow]) -> str:
         ]
     }
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+
+
+class SidecarExporter:
+    """`OUT/<base>.txt` or `.json` beside the images (CONTRACT.md `--metadata`)."""
+
+    level: ClassVar[Level] = Level.INSTANCE
+
+    def wanted(self, instance: Instance, options: ConvertOptions) -> bool:
+        return options.metadata is not MetadataFormat.NONE
+
+    def targets(self, instance: Instance, options: ConvertOptions) -> list[Target]:
+        return [Target(f"{instance.base}.{options.metadata.value}")]
+
+    def write(
+        self,
+        instance: Instance,
+        options: ConvertOptions,
+        store: LocalStore,
+        rows: list[ManifestRow],
+    ) -> list[ManifestRow]:
+        render = sidecar_txt if options.metadata is MetadataFormat.TXT else sidecar_json
+        text = render(instance.ds, rows)
+        (target,) = self.targets(instance, options)
+        output = store.put(target.rel, text.encode("utf-8"))
+        return [
+            ManifestRow(
+                source=instance.source, output=output, kind=Kind.METADATA, note=instance.note
+            )
+        ]

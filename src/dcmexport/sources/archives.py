@@ -32,7 +32,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import Literal
 
-from .errors import InputReadError
+from ..errors import InputReadError
 
 #: Archive names we open, lower case; the content must agree.
 ARCHIVE_SUFFIXES: dict[str, Literal["zip", "tar"]] = {

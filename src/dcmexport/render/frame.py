@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from . import decoding
+from ..dicom import decoding
+from ..errors import NoPixelDataError, PixelDataError, UsageError
+from ..options import WindowSpec, parse_window
 from . import pixels as px
-from .errors import NoPixelDataError, PixelDataError, UsageError
 from .pipeline import (
     PixelDescription,
     Rendered,
@@ -20,7 +21,7 @@ from .pipeline import (
     render_raw,
     render_stored,
 )
-from .windowing import VoiLut, Window, WindowSpec, parse_window
+from .windowing import VoiLut, Window
 
 
 def check_renderable(ds: Dataset) -> PixelDescription:

@@ -14,20 +14,20 @@ import contextlib
 import dataclasses
 import statistics
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from . import decoding
-from . import pixels as px
-from .errors import PixelDataError
-from .pipeline import FrameTransforms, PixelDescription, frame_minmax, frame_transforms
-from .render import check_renderable, render_decoded, stored_values
+from ..dicom import decoding
+from ..errors import PixelDataError
+from ..options import WindowSpec
+from ..render import pixels as px
+from ..render.frame import check_renderable, render_decoded, stored_values
+from ..render.pipeline import FrameTransforms, PixelDescription, frame_minmax, frame_transforms
+from ..render.windowing import VoiLut, VoiLutFunction, Window, select_voi
+from ..store import LocalStore
 from .video import ClipTiming, GifPlan, GifWriter, Mp4Writer
-from .windowing import VoiLut, VoiLutFunction, Window, WindowSpec, select_voi
-from .writers import atomic_path
 
 ClipVoi = Window | VoiLut | None
 
@@ -194,10 +194,11 @@ def export_clip(
     clip: Clip,
     spec: WindowSpec,
     timing: ClipTiming,
-    targets: dict[str, Path],
-    tmp_dir: Path | None = None,
+    targets: dict[str, str],
+    store: LocalStore,
 ) -> ClipResult:
-    """Write the clip to each of `targets` (``"mp4"`` and/or ``"gif"`` → path) in one pass.
+    """Write the clip to each of `targets` (``"mp4"`` and/or ``"gif"`` → path relative to
+    OUT) in one pass.
 
     Every output is written under a temporary name and renamed into place only when complete.
     Frames whose size differs from the clip's are left out (and counted in the notes).
@@ -209,7 +210,7 @@ def export_clip(
     with contextlib.ExitStack() as stack:
         writers: dict[str, Mp4Writer | GifWriter] = {}
         for kind, target in targets.items():
-            tmp = stack.enter_context(atomic_path(target, tmp_dir))
+            tmp = stack.enter_context(store.open_atomic(target))
             if kind == "mp4":
                 writer: Mp4Writer | GifWriter = Mp4Writer(tmp, timing, rows, columns)
                 stack.callback(writer.abort)  # the file is closed whatever happens

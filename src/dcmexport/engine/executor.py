@@ -1,0 +1,142 @@
+"""Where work runs: in-process, a local process pool, or a Dask cluster — and the one bounded
+map every batch (convert, series videos, index) goes through.
+
+One code path for every scheduler: work goes to a `concurrent.futures.Executor` — none
+(`jobs=1`, in-process), a local process pool, or `distributed.Client(...).get_executor()` —
+in chunks, with a bounded number of chunks in flight while discovery streams.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import contextlib
+import itertools
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import UsageError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+IN_FLIGHT_PER_WORKER = 4  # chunks queued per worker: workers never idle, memory stays bounded
+
+
+def default_jobs() -> int:
+    """All cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def executor(jobs: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
+    """The executor for the run: None (in-process), a process pool, or a Dask cluster."""
+    if scheduler:
+        with _dask_executor(scheduler) as pool:
+            yield pool
+        return
+    if jobs <= 1:
+        yield None
+        return
+    # fork starts workers in milliseconds with dcmexport already imported; spawn elsewhere
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    try:
+        yield pool
+    except BaseException:  # Ctrl-C or a crash: drop queued chunks instead of finishing them
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+#: How long to wait for a Dask scheduler before saying it cannot be reached.
+DASK_CONNECT_TIMEOUT = "10s"
+
+
+@contextlib.contextmanager
+def _dask_executor(address: str, timeout: str | None = None) -> Iterator[cf.Executor]:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs Dask: pip install 'dcmexport[dask]'") from None
+    try:
+        client = Client(address, timeout=timeout or DASK_CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+    with client:
+        yield client.get_executor(pure=False)
+
+
+def check_run(inputs: Iterable[str | os.PathLike[str]], jobs: int | None) -> int:
+    """The number of jobs; `UsageError` for a missing input or a bad count, before any work."""
+    for path in inputs:
+        if not Path(path).exists():
+            raise UsageError(f"input not found: {path}")
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: use 1 or more")
+    return jobs
+
+
+def worker_slots(pool: cf.Executor | None, jobs: int) -> int:
+    """How many tasks can run at once: 1 in-process, `jobs` locally, the cluster's threads."""
+    if pool is None:
+        return 1
+    client = getattr(pool, "_client", None)  # distributed's ClientExecutor
+    if client is not None:
+        return max(sum(client.nthreads().values()), 1)
+    return max(jobs, 1)
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last may be shorter), drawn lazily."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def bounded_map(
+    function: Callable[..., R],
+    items: Iterable[Any],
+    pool: cf.Executor | None,
+    max_in_flight: int,
+    size: int,
+    *args: Any,
+    ordered: bool = False,
+) -> Iterator[tuple[list[Any], R]]:
+    """(chunk, `function(chunk, *args)`) over chunks of `items`, in-process or on `pool`.
+
+    At most `max_in_flight` chunks are queued at a time, so the items can stream from
+    discovery with bounded memory. Results come as they complete, or in input order with
+    `ordered` (waiting for the oldest chunk costs little when chunks are alike).
+    """
+    if pool is None:
+        for chunk in chunks(items, size):
+            yield chunk, function(chunk, *args)
+        return
+    pending: collections.OrderedDict[cf.Future[R], list[Any]] = collections.OrderedDict()
+    for chunk in chunks(items, size):
+        pending[pool.submit(function, chunk, *args)] = chunk
+        if len(pending) < max_in_flight:
+            continue
+        if ordered:
+            future, oldest = pending.popitem(last=False)
+            yield oldest, future.result()
+        else:
+            done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+    if ordered:
+        while pending:
+            future, oldest = pending.popitem(last=False)
+            yield oldest, future.result()
+    else:
+        for future in cf.as_completed(list(pending)):
+            yield pending.pop(future), future.result()

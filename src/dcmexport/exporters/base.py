@@ -1,0 +1,123 @@
+"""What an exporter is: the protocol, the input it is handed, and the two levels of work.
+
+An instance exporter writes what one input yields (stills, its video, a sidecar); a series
+exporter writes what a whole series yields (a series video; later a volume). Every output
+path an exporter writes lies under a base the engine claimed from the one `NameRegistry`
+(`naming`): the input's base, a ``{frame}`` still's base, or a series' base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import ClassVar, Protocol
+
+from pydicom.dataset import Dataset
+
+from ..dicom import decoding
+from ..manifest import ManifestRow
+from ..options import ConvertOptions
+from ..render.frame import check_renderable
+from ..render.pipeline import PixelDescription
+from ..store import LocalStore
+
+
+class Level(str, enum.Enum):
+    """What an exporter's unit of work is."""
+
+    INSTANCE = "instance"
+    SERIES = "series"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One output an exporter will write: its path relative to OUT, and for a still the
+    1-based frame number it shows and the manifest's frame column (None: single-frame)."""
+
+    rel: str
+    number: int = 1
+    frame: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """One image input, read: what every instance exporter is handed."""
+
+    ds: Dataset
+    desc: PixelDescription
+    n_frames: int
+    source: str
+    base: str
+    note: str = ""
+    #: claimed bases of the stills a ``{frame}`` template names, by frame number
+    frame_bases: dict[int, str] = dataclasses.field(default_factory=dict)
+    #: the local path to stream large pixel data from (None when the input is in memory)
+    pixel_path: str | None = None
+
+
+def open_instance(
+    ds: Dataset,
+    *,
+    source: str,
+    base: str,
+    note: str = "",
+    frame_bases: dict[int, str] | None = None,
+    pixel_path: str | None = None,
+) -> Instance:
+    """An `Instance` for `ds`; `NoPixelDataError` for objects without an image (SR, RT)."""
+    desc = check_renderable(ds)
+    return Instance(
+        ds,
+        desc,
+        decoding.number_of_frames(ds),
+        source,
+        base,
+        note,
+        frame_bases or {},
+        pixel_path,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesJob:
+    """One series' series-level outputs to make: its slices in order and its claimed base."""
+
+    key: str
+    source: str
+    base: str
+    paths: tuple[str, ...]
+    rows: int
+    columns: int
+    fingerprint: tuple[int, int]
+    note: str
+    seq: int
+
+
+class InstanceExporter(Protocol):
+    """Writes what one input yields; `rows` are the rows earlier exporters wrote for it."""
+
+    level: ClassVar[Level]
+
+    def wanted(self, instance: Instance, options: ConvertOptions) -> bool: ...
+
+    def targets(self, instance: Instance, options: ConvertOptions) -> list[Target]: ...
+
+    def write(
+        self,
+        instance: Instance,
+        options: ConvertOptions,
+        store: LocalStore,
+        rows: list[ManifestRow],
+    ) -> list[ManifestRow]: ...
+
+
+class SeriesExporter(Protocol):
+    """Writes what one series yields."""
+
+    level: ClassVar[Level]
+
+    def wanted(self, options: ConvertOptions) -> bool: ...
+
+    def write(
+        self, job: SeriesJob, options: ConvertOptions, store: LocalStore
+    ) -> list[ManifestRow]: ...

@@ -1,0 +1,94 @@
+"""Stills: one PNG/JPEG/TIFF per single-frame input, or per selected frame of a multi-frame one.
+
+Stills of a multi-frame input go in a folder named after its base (``x/0001.png``), unless
+the layout template places them itself with ``{frame}``: those bases were claimed one by one.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..dicom import decoding
+from ..errors import NoPixelDataError, UsageError
+from ..manifest import Kind, ManifestRow
+from ..options import ConvertOptions, StillFormat
+from ..render.frame import render_decoded
+from ..render.pipeline import Rendered, modality_rescale
+from ..store import LocalStore
+from .base import Instance, Level, Target
+from .encoders import encode_still
+
+
+class StillExporter:
+    """The still images of an input (CONTRACT.md, `--format`, `--bits`, `--frames`)."""
+
+    level: ClassVar[Level] = Level.INSTANCE
+
+    def wanted(self, instance: Instance, options: ConvertOptions) -> bool:
+        return True
+
+    def targets(self, instance: Instance, options: ConvertOptions) -> list[Target]:
+        ext = options.format.extension
+        n_frames = instance.n_frames
+        if n_frames == 1:
+            return [Target(f"{instance.base}{ext}")]
+        if options.frames is None:
+            if options.video.kinds:
+                return []
+            raise NoPixelDataError(
+                f"multi-frame ({n_frames} frames) with --video none: choose stills with "
+                "--frames (all, first, middle, N, A-B) or a video with --video mp4, gif or both"
+            )
+        width = max(4, len(str(n_frames)))
+        targets = []
+        for n in options.frames.frame_numbers(n_frames):
+            claimed = instance.frame_bases.get(n)
+            base = claimed if claimed is not None else f"{instance.base}/{n:0{width}d}"
+            targets.append(Target(f"{base}{ext}", n, n))
+        return targets
+
+    def write(
+        self,
+        instance: Instance,
+        options: ConvertOptions,
+        store: LocalStore,
+        rows: list[ManifestRow],
+    ) -> list[ManifestRow]:
+        out = []
+        for target in self.targets(instance, options):
+            index = target.number - 1
+            decoded = decoding.decode_frame(instance.ds, index, instance.pixel_path)
+            rendered = render_decoded(
+                decoded,
+                instance.ds,
+                instance.desc,
+                index,
+                window=options.window,
+                bits=options.bits,
+                raw=options.raw,
+            )
+            if rendered.image.dtype.itemsize > 1 and options.format is StillFormat.JPEG:
+                raise UsageError("--raw on data over 8 bits needs --format png or tiff")
+            data = encode_still(rendered.image, options.format, options.quality)
+            output = store.put(target.rel, data)
+            out.append(_still_row(instance, target.frame, output, rendered))
+        return out
+
+
+def _still_row(
+    instance: Instance, frame: int | None, output: str, rendered: Rendered
+) -> ManifestRow:
+    row = ManifestRow(
+        source=instance.source,
+        frame=frame,
+        output=output,
+        window_center=rendered.window_center,
+        window_width=rendered.window_width,
+        raw_offset=rendered.raw_offset,
+        voi=rendered.voi,
+        kind=Kind.IMAGE,
+        note=instance.note,
+    )
+    if rendered.raw_offset is not None:  # so that modality values can be recovered
+        row.rescale_slope, row.rescale_intercept = modality_rescale(instance.ds, (frame or 1) - 1)
+    return row

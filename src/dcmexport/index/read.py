@@ -1,0 +1,94 @@
+"""The worker side of an index: one file's row from a header-only read, never raising."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+
+from pydicom.dataset import Dataset
+
+from ..dicom import decoding
+from ..dicom.tags import tag_text
+from ..engine.work import failure_reason
+from ..errors import DcmExportError, NotDicomError
+from ..naming import display_path
+from .columns import Column, Row, column_spec
+from .values import _dicom_values
+
+log = logging.getLogger(__name__)
+
+
+def _truncation(ds: Dataset) -> str | None:
+    """Why a header that pydicom read without complaint is cut short, or None.
+
+    pydicom stops silently at the end of a file, so a file cut inside its header reads as
+    a shorter data set, whose last element holds fewer bytes than its length says.
+    """
+    tags = list(ds.keys())
+    if not tags:
+        return "truncated DICOM file: no data set after the file meta"
+    last = ds.get_item(max(tags))
+    length, value = getattr(last, "length", None), getattr(last, "value", None)
+    if isinstance(value, bytes) and isinstance(length, int) and len(value) < length:
+        return f"truncated DICOM file: it ends inside {tag_text(max(tags))}"
+    return None
+
+
+def _read_values(path: str, specs: Sequence[Column]) -> Row:
+    """The DICOM columns of one file; `NotDicomError` for an unusable header."""
+    ds = decoding.read_dataset(path, stop_before_pixels=True)
+    problem = _truncation(ds)
+    if problem:
+        raise NotDicomError(problem)
+    row = _dicom_values(ds, specs, path)
+    row["transfer_syntax"] = str(decoding.transfer_syntax(ds))
+    return row
+
+
+def _failure(path: str, exc: Exception) -> tuple[str, str]:
+    """(status, reason) for a file that could not be indexed."""
+    if isinstance(exc, NotDicomError):
+        try:
+            part10 = decoding.has_dicm_prefix(path)
+        except OSError:
+            part10 = True
+        return ("error" if part10 else "skipped"), str(exc)
+    if isinstance(exc, DcmExportError):  # e.g. the file could not be read
+        return "error", str(exc)
+    if isinstance(exc, OSError):
+        return "error", f"cannot read the file ({exc.strerror or type(exc).__name__})"
+    return "error", failure_reason(exc)
+
+
+def _file_size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def read_header(path: str, columns: Sequence[str]) -> Row:
+    """The row of one file, with exactly the keys `columns`; never raises for the file."""
+    row: Row = dict.fromkeys(columns)
+    try:
+        with warnings.catch_warnings():  # pydicom warns about every oddity it tolerates
+            warnings.simplefilter("ignore")
+            values = _read_values(path, [column_spec(c) for c in columns])
+        row.update((k, v) for k, v in values.items() if k in row)
+        row["status"] = "ok"
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        row["status"], row["error"] = _failure(path, exc)
+        log.debug("%s: %s", path, row["error"])
+    row["path"] = display_path(path)
+    if "file_size" in row:
+        row["file_size"] = _file_size(path)
+    return row
+
+
+def read_headers(paths: Sequence[str], columns: Sequence[str]) -> list[Row]:
+    """The rows of a chunk of files: the picklable unit of work for a process pool or Dask."""
+    return [read_header(path, columns) for path in paths]

@@ -1,0 +1,82 @@
+"""What a source hands the engine: `InputRef`s, and the `Source` protocol that reads them.
+
+A source knows where inputs come from (a folder, an archive, later a server or a bucket);
+the engine only ever calls `open_input` and `fingerprint` on a reference, so a new kind of
+input plugs in by registering a `Source`, without the engine or the exporters changing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+
+class InputKind(str, enum.Enum):
+    """How an input is stored: the key of the source registry."""
+
+    FILE = "file"  # a file on a local or mounted file system
+    MEMBER = "member"  # a member of a zip or tar archive on such a file system
+
+
+@dataclasses.dataclass(frozen=True)
+class InputRef:
+    """One input to convert, as a source found it; small and picklable.
+
+    `path` is the file (or, for an archive member, the archive); `root` the input folder it
+    was found under (None if given directly). `prefix` and `member_parts` say where it mirrors
+    to: `prefix` are trusted local names (the archive's folder and stem), `member_parts` the
+    member's own raw name parts, which naming sanitises. `data` holds a tar member's bytes;
+    `problem` makes it an error row without a read.
+    """
+
+    path: Path
+    root: Path | None = None
+    member: str = ""
+    prefix: tuple[str, ...] = ()
+    member_parts: tuple[str, ...] = ()
+    data: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    problem: str = ""
+
+    @property
+    def kind(self) -> InputKind:
+        return InputKind.MEMBER if self.member else InputKind.FILE
+
+    @property
+    def source(self) -> str:
+        """The input as the manifest names it: a path, or ``archive/member``."""
+        return f"{self.path}/{self.member}" if self.member else str(self.path)
+
+    @property
+    def name(self) -> str:
+        """The input's own file name (for ``{stem}``)."""
+        return PurePosixPath(self.member).name if self.member else self.path.name
+
+    @property
+    def trusted_parts(self) -> tuple[str, ...]:
+        """Path components below the input folder that are real local names."""
+        if self.member:
+            return self.prefix
+        if self.root is not None:
+            return self.path.relative_to(self.root).parts
+        return (self.path.name,)
+
+    def absolute(self) -> InputRef:
+        """The same input with an absolute path (a Dask worker's working folder is not ours)."""
+        return dataclasses.replace(self, path=Path(os.path.abspath(self.path)))
+
+
+class Source(Protocol):
+    """Reads the inputs of one `InputKind`."""
+
+    kind: InputKind
+
+    def open(self, ref: InputRef) -> bytes | str:
+        """The input's bytes, or a local path to read it from (large pixel data streams)."""
+        ...
+
+    def fingerprint(self, ref: InputRef) -> tuple[int, int] | None:
+        """(size, mtime_ns) or another pair that changes when the input does; None if unknown."""
+        ...

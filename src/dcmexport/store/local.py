@@ -1,0 +1,145 @@
+"""The local output folder: atomic writes, dcmexport's own folders, and the OUT boundary.
+
+Every file is written to a temporary name and renamed into place, so a crash never leaves a
+half-written file under its final name. Imports nothing of ours but `errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from ..errors import OutsideOutputError
+
+#: dcmexport's own folder inside OUT (resume state, lock, temporary files)
+STATE_DIR = ".dcmexport"
+
+
+def _default_file_mode() -> int:
+    """What a plain `open(..., "w")` would give: 0o666 less the umask (mkstemp gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
+    """A temporary file to fill; renamed onto `path` when the block succeeds, else removed.
+
+    The temporary file goes in `tmp_dir` (on the same file system; a batch uses a folder it
+    can clear after a crash) or beside `path`. Readers never see a half-written `path`, and
+    the file gets the usual permissions (mkstemp's are owner-only).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=tmp_dir or path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _FILE_MODE)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV or tmp_dir is None:
+                raise
+            # OUT spans file systems: copy beside `path`, then rename there
+            with atomic_path(path) as beside:
+                shutil.copyfile(tmp, beside)
+            tmp.unlink()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    """Write `data` to `path` through `atomic_path`: `path` is never partial."""
+    with atomic_path(path, tmp_dir) as tmp:
+        tmp.write_bytes(data)
+
+
+def inside_output(out_root: Path, rel: PurePosixPath | str) -> Path:
+    """`out_root / rel`, refusing any path that resolves outside `out_root` (links included)."""
+    root = out_root.resolve()
+    target = (root / rel).resolve()
+    if target != root and root not in target.parents:
+        raise OutsideOutputError(f"refusing to write outside the output folder: {rel}")
+    return target
+
+
+def relative_to_output(out_root: Path, path: Path) -> str:
+    """A written path as the manifest records it: relative to OUT, with forward slashes."""
+    return Path(os.path.relpath(path, out_root.resolve())).as_posix()
+
+
+class LocalStore:
+    """An output folder on a local (or mounted) file system.
+
+    Picklable (it holds only the root), so the same store travels to every worker. Paths
+    handed in are relative to OUT; every one is checked to stay inside it.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where dcmexport keeps its own files inside OUT (state, lock, temporary files)."""
+        return self.root / STATE_DIR
+
+    @property
+    def temp_dir(self) -> Path:
+        """Temporary files are written here and renamed into place (same file system as OUT)."""
+        return self.state_dir / "tmp"
+
+    def clear_temp(self) -> None:
+        """Remove what a killed run left half-written; outputs themselves are never partial."""
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+
+    def _tmp(self) -> Path | None:
+        return self.temp_dir if self.temp_dir.is_dir() else None
+
+    def path(self, rel: PurePosixPath | str) -> Path:
+        """The local path of `rel`, refused if it would resolve outside OUT."""
+        return inside_output(self.root, rel)
+
+    def relative(self, path: Path) -> str:
+        """A written path as the manifest records it: relative to OUT, forward slashes."""
+        return relative_to_output(self.root, path)
+
+    def put(self, rel: PurePosixPath | str, data: bytes) -> str:
+        """Write one output atomically; its path relative to OUT, for the manifest."""
+        target = self.path(rel)
+        write_atomic(target, data, self._tmp())
+        return self.relative(target)
+
+    @contextlib.contextmanager
+    def open_atomic(self, rel: PurePosixPath | str) -> Iterator[Path]:
+        """A temporary local file to stream an output into (video); in place when done."""
+        with atomic_path(self.path(rel), self._tmp()) as tmp:
+            yield tmp
+
+    def stat(self, rel: str) -> tuple[int, int] | None:
+        """(size, mtime_ns) of an output, or None if it does not exist."""
+        try:
+            st = os.stat(self.root / rel)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def remove(self, rel: str) -> None:
+        """Delete an output (an orphan of an earlier run); missing is fine."""
+        with contextlib.suppress(OSError):
+            (self.root / rel).unlink()
