@@ -40,6 +40,23 @@ def dcm2pnm() -> str:
     return dcmtk_tool("dcm2pnm")
 
 
+#: The one sample set every test module shares (written once per session, read-only):
+#: the CT series' length and matrix.
+SAMPLE_CT_SLICES, SAMPLE_CT_SIZE = 20, 256
+
+
+@pytest.fixture(scope="session")
+def sample_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """`dcmexport sample`'s files, written once: (root, every path incl. the DICOMDIR).
+
+    Tests must not modify them: copy what you need to change.
+    """
+    from dcmexport.sample import write_samples
+
+    root = tmp_path_factory.mktemp("samples") / "dicom_data"
+    return root, write_samples(root, ct_slices=SAMPLE_CT_SLICES, size=SAMPLE_CT_SIZE)
+
+
 @pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A real two-worker Dask cluster on 127.0.0.1, started and stopped by the test."""

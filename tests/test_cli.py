@@ -408,3 +408,27 @@ def test_info_json_with_tags_keeps_only_those(capsys) -> None:
 
     assert main(["info", str(pydicom_file("CT_small.dcm")), "--json", "--tag", "Rows"]) == 0
     assert json.loads(capsys.readouterr().out) == {"00280010": {"vr": "US", "Value": [128]}}
+
+
+def test_frame_template_names_are_claimed_like_every_other_name(tmp_path: Path) -> None:
+    """`{stem}_{frame}` on x.dcm (2 frames) and x_1.dcm: the still of frame 1 and the
+    single-frame file both want `x_1.png`; the one naming authority gives three files."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(pydicom_file("SC_rgb_rle_2frame.dcm"), src / "x.dcm")
+    shutil.copy(pydicom_file("CT_small.dcm"), src / "x_1.dcm")
+    out = tmp_path / "out"
+    args = ["convert", str(src), "-o", str(out), "--layout", "{stem}_{frame}"]
+    assert main([*args, "--frames", "all", "--video", "none", "-q"]) == 0
+    rows = read_manifest(out)
+    outputs = [r["output"] for r in rows]
+    assert len(rows) == 3 and len(set(outputs)) == 3
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(outputs)
+    by_source = {(Path(r["source"]).name, r["frame"]): r for r in rows}
+    assert by_source[("x.dcm", "1")]["output"] == "x_1.png"
+    assert by_source[("x.dcm", "2")]["output"] == "x_2.png"
+    assert by_source[("x_1.dcm", "")]["output"] == "x_1_2.png"
+    assert "name collision" in by_source[("x_1.dcm", "")]["note"]
+    # the pixels prove which file is which: the CT is grey, the frame is colour
+    with Image.open(out / "x_1_2.png") as ct, Image.open(out / "x_1.png") as frame:
+        assert ct.mode == "L" and frame.mode == "RGB"

@@ -25,12 +25,11 @@ from dcmexport.index import (
     series_rows,
     write_table,
 )
-from dcmexport.sample import write_samples
 from dcmexport.sources.discovery import discover
 
-from .conftest import pydicom_file, pydicom_test_files_dir
+from .conftest import SAMPLE_CT_SIZE, SAMPLE_CT_SLICES, pydicom_file, pydicom_test_files_dir
 
-CT_SLICES = 3
+CT_SLICES, CT_SIZE = SAMPLE_CT_SLICES, SAMPLE_CT_SIZE
 JAPANESE_NAME = "Yamada^Tarou=山田^太郎=やまだ^たろう"
 
 
@@ -42,10 +41,10 @@ def charset_file(name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mixed(tmp_path_factory: pytest.TempPathFactory, sample_set: tuple[Path, list[Path]]) -> Path:
     """The sample set, a few of pydicom's files, a text file and a truncated DICOM file."""
     folder = tmp_path_factory.mktemp("mixed")
-    write_samples(folder / "samples", ct_slices=CT_SLICES, size=64)
+    shutil.copytree(sample_set[0], folder / "samples")
     extra = folder / "extra"
     extra.mkdir()
     for name in ("CT_small.dcm", "MR_small_implicit.dcm", "rtplan.dcm", "MR_truncated.dcm"):
@@ -99,7 +98,7 @@ def test_values_are_plain_typed_python(rows: list[dict[str, Any]]) -> None:
         "09:30:00",
         "1970-01-01",
     )
-    assert (ct["Rows"], ct["InstanceNumber"], ct["SeriesNumber"]) == (64, 2, 1)
+    assert (ct["Rows"], ct["InstanceNumber"], ct["SeriesNumber"]) == (CT_SIZE, 2, 1)
     assert ct["SliceThickness"] == 5.0 and type(ct["SliceThickness"]) is float
     assert ct["WindowCenter"] == [40.0, -600.0] and ct["WindowWidth"] == [400.0, 1500.0]
     assert ct["ImageOrientationPatient"] == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -220,7 +219,8 @@ def test_selected_columns_only(mixed: Path) -> None:
     selected = list(index_rows([mixed / "samples" / "CT"], columns=cols, jobs=1))
     expected_keys = ["path", "PatientID", "Modality", "Rows", "PixelSpacing", "status", "error"]
     assert [list(r) for r in selected] == [expected_keys] * CT_SLICES
-    assert selected[0]["Modality"] == "CT" and selected[0]["PixelSpacing"] == [6.5625, 6.5625]
+    spacing = 420 / CT_SIZE  # the sample CT spans a 420 mm field of view
+    assert selected[0]["Modality"] == "CT" and selected[0]["PixelSpacing"] == [spacing, spacing]
 
 
 def test_usage_errors_come_before_any_reading(tmp_path: Path) -> None:
@@ -271,7 +271,7 @@ def test_series_rows_count_and_share(rows: list[dict[str, Any]]) -> None:
     # the sample's "patient CD" holds lossless copies of the CT, CR and XA instances
     assert (ct["files"], ct["instances"], ct["frames"]) == (2 * CT_SLICES, CT_SLICES, CT_SLICES)
     assert (ct["instance_number_min"], ct["instance_number_max"]) == (1, CT_SLICES)
-    assert ct["Modality"] == "CT" and ct["Rows"] == 64
+    assert ct["Modality"] == "CT" and ct["Rows"] == CT_SIZE
     assert ct["ImagePositionPatient"] is None  # varies by slice: not one slice's value
     assert ct["transfer_syntax"] is None  # explicit VR in CT/, JPEG-LS on the CD
     assert ct["file_size"] == sum(

@@ -215,13 +215,16 @@ def test_matches_dcmtk(path: Path, mode: str, bits: int, tmp_path: Path, dcm2pnm
 
 
 @pytest.fixture(scope="module")
-def sample_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+def sample_files(sample_set: tuple[Path, list[Path]]) -> list[Path]:
     """Our own sample set: CT with padding, 12-bit MR, MONOCHROME1 CR with a VOI LUT, cines,
-    palette and YBR_FULL_422 images, and JPEG-LS/J2K/RLE/deflated/big-endian copies."""
-    from dcmexport.sample import write_samples
-
-    folder = tmp_path_factory.mktemp("samples")
-    return sorted(p for p in write_samples(folder, ct_slices=2, size=256) if p.name != "DICOMDIR")
+    palette and YBR_FULL_422 images, and JPEG-LS/J2K/RLE/deflated/big-endian copies (two CT
+    slices are enough: the others differ only in anatomy)."""
+    two_ct = {"CT_0001.dcm", "CT_0002.dcm"}
+    return sorted(
+        p
+        for p in sample_set[1]
+        if p.name != "DICOMDIR" and (p.parent.name != "CT" or p.name in two_ct)
+    )
 
 
 # DCMTK 3.6.7 has no segmented palette support ("segmented palettes not yet supported");

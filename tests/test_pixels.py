@@ -249,12 +249,6 @@ def test_read_lut_ow_in_big_endian_file() -> None:
     assert read_lut(item, big, False)[2].tolist() == [0x0102, 0x0304]  # type: ignore[arg-type]
 
 
-def test_read_lut_us_values_from_a_plain_list() -> None:
-    item = types.SimpleNamespace(LUTDescriptor=[3, 0, 12], LUTData=[0, 2048, 4095])
-    first, bits, data = read_lut(item, LITTLE, False)  # type: ignore[arg-type]
-    assert (first, bits, data.tolist()) == (0, 12, [0, 2048, 4095])
-
-
 def test_read_lut_us_values() -> None:
     item = lut_item([3, 0, 12], [0, 2048, 4095], vr="US")
     first, bits, data = read_lut(item, LITTLE, False)

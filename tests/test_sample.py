@@ -34,7 +34,9 @@ from pydicom.uid import (
 
 from dcmexport.sample import SAMPLE_MARKER, write_ct_series, write_samples
 
-CT_SLICES, CT_SIZE = 20, 256
+from .conftest import SAMPLE_CT_SIZE, SAMPLE_CT_SLICES
+
+CT_SLICES, CT_SIZE = SAMPLE_CT_SLICES, SAMPLE_CT_SIZE
 ENCODINGS = {
     "jpegls_lossless": JPEGLSLossless,
     "j2k_lossless": JPEG2000Lossless,
@@ -46,9 +48,8 @@ ENCODING_SOURCES = {"CT": "CT/CT_0001.dcm", "MR": "MR/MR_0001.dcm", "US": "US/US
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    root = tmp_path_factory.mktemp("samples") / "dicom_data"
-    return root, write_samples(root, ct_slices=CT_SLICES, size=CT_SIZE)
+def written(sample_set: tuple[Path, list[Path]]) -> tuple[Path, list[Path]]:
+    return sample_set
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 
 class Status(str, enum.Enum):
-    """What became of an input (the manifest's `status` column, CONTRACT.md)."""
+    """What became of an input (the manifest's `status` column, docs/cli.md)."""
 
     OK = "ok"
     ERROR = "error"
@@ -38,7 +38,7 @@ class Kind(str, enum.Enum):
 
 @dataclasses.dataclass
 class ManifestRow:
-    """One manifest line; the first ten columns are pinned by CONTRACT.md."""
+    """One manifest line; the first ten columns are pinned by docs/cli.md."""
 
     source: str
     frame: int | None = None

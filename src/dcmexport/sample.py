@@ -244,7 +244,8 @@ def _label(
     labels: np.ndarray, g: _Grid, ellipse: Sequence[float], value: int, angle: float = 0.0
 ) -> None:
     """Set the pixels whose centres lie inside the ellipse (cx, cy, ax, ay) to `value`."""
-    box, rho = _rho(g, *ellipse, angle=angle)
+    cx, cy, ax, ay = ellipse
+    box, rho = _rho(g, cx, cy, ax, ay, angle=angle)
     labels[box][rho < 1] = value
 
 

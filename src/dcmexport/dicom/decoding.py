@@ -12,7 +12,6 @@ import io
 import logging
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,18 +77,20 @@ def read_dataset(
     elements of the General Study/Series/Image or Image Pixel groups (0008, 0020, 0028).
     Pixel data over 8 MB is deferred, so a large cine is not loaded to pick a few frames.
     """
+    source: io.BytesIO | str | os.PathLike[str]
     in_memory = isinstance(path, bytes)
     try:
-        if in_memory:
+        if isinstance(path, bytes):
             part10, size = path[128:132] == b"DICM", len(path)
+            source = io.BytesIO(path)
         else:
             part10, size = has_dicm_prefix(path), None
+            source = path
     except OSError as exc:
         raise errors.InputReadError(f"cannot read the file ({exc.strerror or exc})") from None
     try:
-        if not part10 and (size if size is not None else Path(path).stat().st_size) < 16:
+        if not part10 and (size if size is not None else os.stat(path).st_size) < 16:
             raise errors.NotDicomError("not a DICOM file")
-        source = io.BytesIO(path) if in_memory else path
         ds = pydicom.dcmread(
             source,
             force=True,
@@ -209,7 +210,9 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
     src = source if source is not None and _pixels_deferred(ds, ts) else ds
     failures = []
     # a path without File Meta needs the transfer syntax we inferred from the dataset
-    extra = {"transfer_syntax_uid": ts} if src is not ds and not _meta_syntax(ds) else {}
+    extra: dict[str, Any] = (
+        {"transfer_syntax_uid": ts} if src is not ds and not _meta_syntax(ds) else {}
+    )
     for plugin in plugins:
         try:
             return pixel_array(
@@ -217,7 +220,7 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
                 index=frame_index,
                 decoding_plugin=plugin,
                 correct_unused_bits=False,
-                as_rgb=codec_converts_colour(ts, bits_allocated),
+                as_rgb=codec_converts_colour(ts, bits_allocated or 8),
                 **extra,
             )
         except (MemoryError, KeyboardInterrupt):
@@ -242,14 +245,14 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
     done = 0
     ds = _with_valid_frame_count(ds)
     if source is not None and _pixels_deferred(ds, ts):
-        extra = {} if _meta_syntax(ds) else {"transfer_syntax_uid": ts}
+        extra: dict[str, Any] = {} if _meta_syntax(ds) else {"transfer_syntax_uid": ts}
         bits_allocated = _bits_allocated(ds)
         try:
             for frame in iter_pixels(
                 source,
                 decoding_plugin=plugin_order(ts, bits_allocated)[0],
                 correct_unused_bits=False,
-                as_rgb=codec_converts_colour(ts, bits_allocated),
+                as_rgb=codec_converts_colour(ts, bits_allocated or 8),
                 **extra,
             ):
                 yield frame
@@ -294,7 +297,8 @@ def _with_valid_frame_count(ds: Dataset) -> Dataset:
         pass
     view = Dataset({tag: ds.get_item(tag, keep_deferred=True) for tag in ds.keys()})  # noqa: SIM118
     view.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
-    view.set_original_encoding(*ds.original_encoding, ds.original_character_set)
+    implicit_vr, little_endian = ds.original_encoding
+    view.set_original_encoding(implicit_vr, little_endian, ds.original_character_set)
     view.filename = getattr(ds, "filename", None)
     view["NumberOfFrames"] = pydicom.DataElement(0x00280008, "IS", number_of_frames(ds))
     return view

@@ -479,12 +479,12 @@ def _json_decimal(value: Any, vr: str) -> int | float | str | None:
     except ValueError:
         pass
     try:
-        number = float(text)
+        real = float(text)
     except ValueError:
         return text  # not a number (IS "1A"): keep what the file says
-    if not math.isfinite(number):
+    if not math.isfinite(real):
         return text
-    return number
+    return real
 
 
 def _json_float(number: float) -> float | str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -45,13 +45,13 @@ class SliceInfo:
 
 
 def _numbers(value: object, count: int) -> tuple[float, ...] | None:
-    try:
-        numbers = tuple(decimal_value(v) for v in value)  # type: ignore[union-attr]
-    except TypeError:
+    if not isinstance(value, Iterable) or isinstance(value, (str, bytes)):
         return None
-    if len(numbers) != count or any(n is None for n in numbers):
+    numbers = [decimal_value(v) for v in value]
+    if len(numbers) != count:
         return None
-    return numbers  # type: ignore[return-value]
+    found = [n for n in numbers if n is not None]
+    return tuple(found) if len(found) == count else None
 
 
 def slice_info(source: str, path: str) -> SliceInfo | None:
@@ -65,10 +65,11 @@ def slice_info(source: str, path: str) -> SliceInfo | None:
     if not uid or decoding.number_of_frames(ds) != 1 or not ds.get("Rows") or not ds.get("Columns"):
         return None
     try:
-        instance = int(ds.get("InstanceNumber"))  # type: ignore[arg-type]
+        instance: int | None = int(ds.get("InstanceNumber"))
     except (TypeError, ValueError):
         instance = None
-    position = _numbers(ds.get("ImagePositionPatient") or (), 3)
+    xyz = _numbers(ds.get("ImagePositionPatient") or (), 3)
+    position = (xyz[0], xyz[1], xyz[2]) if xyz is not None else None
     return SliceInfo(
         source=source,
         path=path,
@@ -76,7 +77,7 @@ def slice_info(source: str, path: str) -> SliceInfo | None:
         instance_uid=str(ds.get("SOPInstanceUID", "") or "").strip(),
         series_number=str(ds.get("SeriesNumber", "") or "").strip(),
         instance=instance,
-        position=position,  # type: ignore[arg-type]
+        position=position,
         orientation=_numbers(ds.get("ImageOrientationPatient") or (), 6),
         rows=int(ds.Rows),
         columns=int(ds.Columns),
@@ -104,7 +105,8 @@ def order_slices(slices: Sequence[SliceInfo]) -> tuple[list[SliceInfo], str]:
         normal = np.cross(np.asarray(first[:3]), np.asarray(first[3:]))
         if np.linalg.norm(normal) > 1e-6:
 
-            def along_normal(s: SliceInfo) -> tuple:
+            def along_normal(s: SliceInfo) -> tuple[float, int, str]:
+                assert s.position is not None
                 return (float(np.dot(normal, s.position)), s.instance or 0, s.source)
 
             return sorted(slices, key=along_normal), "slice position along the normal"

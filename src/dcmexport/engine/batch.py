@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from .. import __version__, sources
+from .. import sources
+from .._version import __version__
 from ..dicom.series import slice_infos
 from ..errors import UsageError
 from ..exporters import SeriesJob, series_wanted
@@ -64,7 +65,7 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """0 all converted or up to date, 1 some failed, 2 nothing to convert (CONTRACT.md)."""
+        """0 all converted or up to date, 1 some failed, 2 nothing to convert (docs/cli.md)."""
         if self.failed or self.series_failed:
             return 1
         return 0 if self.converted or self.up_to_date else 2

@@ -35,9 +35,14 @@ ClipVoi = Window | VoiLut | None
 class Clip(Protocol):
     """Frames in display order, with their datasets, read lazily (twice at most)."""
 
-    n_frames: int
-    rows: int
-    columns: int
+    @property
+    def n_frames(self) -> int: ...
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def columns(self) -> int: ...
 
     def headers(self) -> Iterator[tuple[Dataset, PixelDescription, int]]:
         """(dataset, pixel description, 0-based frame index) per frame, without decoding."""

@@ -19,7 +19,7 @@ try:  # ISA-L deflate: same zlib stream format, ~7× faster at level 1; levels 0
 
     _MAX_LEVEL = 3
 except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps PNGs working without it
-    _compress = zlib.compress
+    _compress = zlib.compress  # type: ignore[assignment]
     _MAX_LEVEL = 9
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"

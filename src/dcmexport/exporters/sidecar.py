@@ -111,7 +111,7 @@ def sidecar_json(ds: Dataset, rows: Sequence[ManifestRow]) -> str:
 
 
 class SidecarExporter:
-    """`OUT/<base>.txt` or `.json` beside the images (CONTRACT.md `--metadata`)."""
+    """`OUT/<base>.txt` or `.json` beside the images (docs/cli.md `--metadata`)."""
 
     level: ClassVar[Level] = Level.INSTANCE
 

@@ -20,7 +20,7 @@ from .encoders import encode_still
 
 
 class StillExporter:
-    """The still images of an input (CONTRACT.md, `--format`, `--bits`, `--frames`)."""
+    """The still images of an input (docs/cli.md, `--format`, `--bits`, `--frames`)."""
 
     level: ClassVar[Level] = Level.INSTANCE
 

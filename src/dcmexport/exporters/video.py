@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -155,7 +156,7 @@ class Mp4Writer:
         from av.video.reformatter import ColorRange, Colorspace
 
         self._av = av
-        self._reformat = {
+        self._reformat: dict[str, Any] = {
             "format": "yuv420p",
             "dst_colorspace": Colorspace.ITU709,
             "dst_color_range": ColorRange.MPEG,

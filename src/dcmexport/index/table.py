@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..dicom.tags import tag_text
 from ..engine.executor import chunks
 from ..errors import UsageError

@@ -390,7 +390,7 @@ def render_stored(
 
 
 def render_raw(stored: np.ndarray, desc: PixelDescription, bits: int) -> Rendered:
-    """Stored values unchanged: unsigned as they are, signed + 32768 (CONTRACT.md `--raw`).
+    """Stored values unchanged: unsigned as they are, signed + 32768 (docs/cli.md `--raw`).
 
     Written at `bits`, or at 16 when the stored values need more than 8 bits.
     """

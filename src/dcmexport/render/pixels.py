@@ -190,6 +190,7 @@ def rescale_colour_depth(rgb: np.ndarray, bits_in: int, bits_out: int) -> np.nda
     (2^in − 1), so 8-bit 255 becomes 65535 (v · 257).
     """
     v = np.asarray(rgb)
+    out: np.ndarray
     if bits_in > bits_out:
         out = v >> (bits_in - bits_out)
     elif bits_in < bits_out:
