@@ -234,6 +234,9 @@ def _resaved(path: Path, work: Path) -> tuple[Path, str]:
     for keyword in RENDERING_KEYWORDS:
         if keyword in full:
             fresh[keyword] = full[keyword]
+    for element in full:
+        if element.tag.group in range(0x6000, 0x6020, 2):  # overlays: both draw them
+            fresh.add(element)
     fresh.PixelData = full.PixelData
     fresh["PixelData"].VR = "OB" if ts.is_encapsulated else full["PixelData"].VR
     fresh.save_as(copy, enforce_file_format=True)
@@ -247,7 +250,7 @@ def _dcmtk_render(
     errors = []
     for tool in list(tools):
         out.unlink(missing_ok=True)
-        cmd = [tool, "-O", "-il", *args, "+F", str(frame), "+on" if bits == 8 else "+on2"]
+        cmd = [tool, "-il", *args, "+F", str(frame), "+on" if bits == 8 else "+on2"]
         try:
             result = subprocess.run(
                 [*cmd, str(source), str(out)],

@@ -77,10 +77,14 @@ def _cases() -> list:
 
 
 def _dcmtk_render(path: Path, args: list[str], bits: int, out: Path, frame: int) -> np.ndarray:
-    """Render with the first DCMTK tool that reads the file's transfer syntax."""
+    """Render with the first DCMTK tool that reads the file's transfer syntax.
+
+    Overlays are drawn by both (DCMTK's default and ours), so files with overlay planes are
+    compared as viewers show them.
+    """
     errors = []
     for tool in ("dcm2pnm", "dcmj2pnm", "dcml2pnm"):
-        cmd = [tool, "-O", "-il", *args, "+F", str(frame), "+on" if bits == 8 else "+on2"]
+        cmd = [tool, "-il", *args, "+F", str(frame), "+on" if bits == 8 else "+on2"]
         result = subprocess.run([*cmd, str(path), str(out)], capture_output=True, text=True)
         if result.returncode == 0 and out.exists():
             return imagecodecs.png_decode(out.read_bytes())
@@ -112,7 +116,7 @@ def _dcmtk_readable(path: Path, ds: pydicom.Dataset, tmp_path: Path) -> Path:
 
 
 def _image_only_copy(ds: pydicom.Dataset, ts: pydicom.uid.UID) -> pydicom.Dataset:
-    """A conformant dataset holding just the Image Pixel module and pixel data of `ds`."""
+    """A conformant dataset holding just the Image Pixel module, overlays and pixel data of `ds`."""
     fresh = pydicom.Dataset()
     fresh.file_meta = pydicom.dataset.FileMetaDataset()
     fresh.file_meta.TransferSyntaxUID = ts
@@ -134,6 +138,9 @@ def _image_only_copy(ds: pydicom.Dataset, ts: pydicom.uid.UID) -> pydicom.Datase
     ):
         if keyword in ds:
             setattr(fresh, keyword, ds[keyword].value)
+    for element in ds:
+        if element.tag.group in range(0x6000, 0x6020, 2):  # overlays: both draw them
+            fresh.add(element)
     fresh.PixelData = ds.PixelData
     fresh["PixelData"].VR = "OB" if ts.is_encapsulated else ds["PixelData"].VR
     return fresh

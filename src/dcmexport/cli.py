@@ -112,6 +112,12 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         help="write stored pixel values unchanged (signed + 32768), no LUTs",
     )
     p.add_argument(
+        "--overlays",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="draw overlay planes (60xx) into stills and video, as viewers do (default: on)",
+    )
+    p.add_argument(
         "--frames",
         metavar="FRAMES",
         help="stills of multi-frame inputs: all, first, middle, N, A-B or N,M,... (1-based)",
@@ -282,6 +288,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         bits=args.bits,
         window=args.window,
         raw=args.raw,
+        overlays=args.overlays,
         frames=args.frames,
         video=args.video,
         fps=args.fps,

@@ -193,6 +193,8 @@ class ConvertOptions:
     bits: int = 8
     window: WindowSpec = dataclasses.field(default_factory=lambda: parse_window("auto"))
     raw: bool = False
+    #: draw overlay planes (60xx) into stills and video, as viewers do (not with `raw`)
+    overlays: bool = True
     frames: FrameSelection | None = None
     video: VideoFormat = VideoFormat.BOTH
     #: frames per second for video; None = from the file's timing, else 10

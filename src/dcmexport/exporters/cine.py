@@ -24,6 +24,7 @@ from ..errors import PixelDataError
 from ..options import WindowSpec
 from ..render import pixels as px
 from ..render.frame import check_renderable, render_decoded, stored_values
+from ..render.overlays import describe_overlays
 from ..render.pipeline import FrameTransforms, PixelDescription, frame_minmax, frame_transforms
 from ..render.windowing import VoiLut, VoiLutFunction, Window, select_voi
 from ..store import LocalStore
@@ -201,17 +202,20 @@ def export_clip(
     timing: ClipTiming,
     targets: dict[str, str],
     store: LocalStore,
+    overlays: bool = True,
 ) -> ClipResult:
     """Write the clip to each of `targets` (``"mp4"`` and/or ``"gif"`` → path relative to
     OUT) in one pass.
 
     Every output is written under a temporary name and renamed into place only when complete.
-    Frames whose size differs from the clip's are left out (and counted in the notes).
+    Frames whose size differs from the clip's are left out (and counted in the notes), as are
+    the overlay groups drawn into any frame (`overlays`).
     """
     voi = clip_voi(clip, spec)
     rows, columns = clip.rows, clip.columns
     gif_plan = GifPlan.for_clip(clip.n_frames, rows, columns, timing)
     left_out = 0
+    drawn: set[int] = set()
     with contextlib.ExitStack() as stack:
         writers: dict[str, Mp4Writer | GifWriter] = {}
         for kind, target in targets.items():
@@ -226,11 +230,12 @@ def export_clip(
             if (desc.rows, desc.columns) != (rows, columns):
                 left_out += 1
                 continue
-            image = render_decoded(
-                decoded, ds, desc, index, window=spec, bits=8, raw=False, voi=voi
-            ).image
+            rendered = render_decoded(
+                decoded, ds, desc, index, window=spec, bits=8, raw=False, voi=voi, overlays=overlays
+            )
+            drawn.update(rendered.overlay_groups)
             for writer in writers.values():
-                writer.write(image)
+                writer.write(rendered.image)
         for writer in writers.values():
             writer.close()
     frames = {kind: writer.frames for kind, writer in writers.items()}
@@ -241,5 +246,7 @@ def export_clip(
             note = f"{note}; {guard}"
         if left_out:
             note = f"{note}; {left_out} frame(s) of another size left out"
+        if drawn:
+            note = f"{note}; {describe_overlays(drawn)}"
         notes[kind] = note
     return ClipResult(frames, voi, notes)

@@ -33,7 +33,7 @@ def write_videos(
     """`OUT/<base>.mp4` and/or `.gif` for a clip, with one manifest row each."""
     timing = clip_timing(ds, clip.n_frames, options.fps)
     targets = {video: f"{base}.{video}" for video in options.video.kinds}
-    result = export_clip(clip, options.window, timing, targets, store)
+    result = export_clip(clip, options.window, timing, targets, store, options.overlays)
     center, width, label = result.window
     rows = []
     for video, rel in targets.items():

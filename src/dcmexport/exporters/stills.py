@@ -13,6 +13,7 @@ from ..errors import NoPixelDataError, UsageError
 from ..manifest import Kind, ManifestRow
 from ..options import ConvertOptions, StillFormat
 from ..render.frame import render_decoded
+from ..render.overlays import describe_overlays
 from ..render.pipeline import Rendered, modality_rescale
 from ..store import LocalStore
 from .base import Instance, Level, Target
@@ -66,6 +67,7 @@ class StillExporter:
                 window=options.window,
                 bits=options.bits,
                 raw=options.raw,
+                overlays=options.overlays,
             )
             if rendered.image.dtype.itemsize > 1 and options.format is StillFormat.JPEG:
                 raise UsageError("--raw on data over 8 bits needs --format png or tiff")
@@ -87,7 +89,7 @@ def _still_row(
         raw_offset=rendered.raw_offset,
         voi=rendered.voi,
         kind=Kind.IMAGE,
-        note=instance.note,
+        note="; ".join(n for n in (instance.note, describe_overlays(rendered.overlay_groups)) if n),
     )
     if rendered.raw_offset is not None:  # so that modality values can be recovered
         row.rescale_slope, row.rescale_intercept = modality_rescale(instance.ds, (frame or 1) - 1)

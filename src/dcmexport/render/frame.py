@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pydicom.dataset import Dataset
 from ..dicom import decoding
 from ..errors import NoPixelDataError, PixelDataError, UsageError
 from ..options import WindowSpec, parse_window
+from . import overlays as ov
 from . import pixels as px
 from .pipeline import (
     PixelDescription,
@@ -93,10 +95,12 @@ def render_decoded(
     bits: int,
     raw: bool,
     voi: Window | VoiLut | None = None,
+    overlays: bool = True,
 ) -> Rendered:
     """Apply the display pipeline to one decoded frame (container values, colour as RGB).
 
     `voi`, if given, replaces the VOI that `window` would select for this frame alone.
+    `overlays` draws the overlay planes into grey images, as DCMTK does (not with `raw`).
     """
     if desc.photometric_interpretation == "PALETTE COLOR" and decoded.ndim == 2 and not raw:
         rgb, lut_bits = _palette_to_rgb(decoded, ds)
@@ -106,7 +110,24 @@ def render_decoded(
     stored = stored_values(decoded, desc)
     if raw:
         return render_raw(stored, desc, bits)
-    return render_stored(stored, frame_transforms(ds, frame_index, desc), window, bits, voi)
+    rendered = render_stored(stored, frame_transforms(ds, frame_index, desc), window, bits, voi)
+    return _with_overlays(rendered, decoded, ds, frame_index) if overlays else rendered
+
+
+def _with_overlays(rendered: Rendered, decoded: np.ndarray, ds: Dataset, index: int) -> Rendered:
+    """`rendered` with the frame's overlay planes drawn in, read from `decoded` if embedded."""
+
+    def container(frame_index: int) -> np.ndarray:
+        if frame_index == index:
+            return decoded
+        path = getattr(ds, "filename", None)
+        return decoding.decode_frame(ds, frame_index, path if isinstance(path, str) else None)
+
+    planes = ov.overlay_planes(ds, index, container)
+    if not planes:
+        return rendered
+    image = ov.apply_overlays(rendered.image, planes)
+    return dataclasses.replace(rendered, image=image, overlay_groups=tuple(p.group for p in planes))
 
 
 def _render_colour_samples(
@@ -138,6 +159,7 @@ def render_dataset_frame(
     bits: int = 8,
     raw: bool = False,
     source: str | os.PathLike[str] | None = None,
+    overlays: bool = True,
 ) -> Rendered:
     """Render 1-based `frame_number` of `ds`; `source` lets multi-frame reads stay per frame."""
     spec = parse_window(window) if isinstance(window, str) else window
@@ -148,7 +170,9 @@ def render_dataset_frame(
     if not 1 <= frame_number <= n:
         raise UsageError(f"frame {frame_number} does not exist (the file has {n})")
     decoded = decoding.decode_frame(ds, frame_number - 1, source)
-    return render_decoded(decoded, ds, desc, frame_number - 1, window=spec, bits=bits, raw=raw)
+    return render_decoded(
+        decoded, ds, desc, frame_number - 1, window=spec, bits=bits, raw=raw, overlays=overlays
+    )
 
 
 def render_frame(
@@ -157,16 +181,20 @@ def render_frame(
     window: WindowSpec | str = "auto",
     bits: int = 8,
     raw: bool = False,
+    overlays: bool = True,
 ) -> np.ndarray:
     """Render one frame (1-based) of a DICOM file or Dataset as it should be displayed.
 
     Returns a (rows, columns) grey or (rows, columns, 3) RGB array of uint8 (`bits=8`) or
     uint16 (`bits=16`). `window` is as for ``--window``: ``auto``, ``file[:N]``, ``minmax``,
-    ``C,W`` or a CT preset name.
+    ``C,W`` or a CT preset name. `overlays` draws the overlay planes (60xx) of grey images.
     """
     if isinstance(source, Dataset):
         ds, path = source, None
     else:
         path = Path(source)
         ds = decoding.read_dataset(path)
-    return render_dataset_frame(ds, frame, window=window, bits=bits, raw=raw, source=path).image
+    rendered = render_dataset_frame(
+        ds, frame, window=window, bits=bits, raw=raw, source=path, overlays=overlays
+    )
+    return rendered.image

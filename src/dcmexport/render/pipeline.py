@@ -108,6 +108,8 @@ class Rendered:
     window_width: float | None = None
     voi: str = ""
     raw_offset: int | None = None
+    #: the overlay groups (60xx) drawn into `image`
+    overlay_groups: tuple[int, ...] = ()
 
 
 def _is_little_endian(ds: Dataset) -> bool:
