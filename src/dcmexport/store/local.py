@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import shutil
 import tempfile
@@ -80,18 +81,38 @@ def relative_to_output(out_root: Path, path: Path) -> str:
     return Path(os.path.relpath(path, out_root.resolve())).as_posix()
 
 
+#: Temporary names are unique per process (pid) and per write (a counter shared by threads).
+_TEMP_COUNTER = itertools.count()
+#: Output folders remembered as checked; past this many the memory is cleared (bounded).
+_MAX_CHECKED_FOLDERS = 4096
+
+
 class LocalStore:
     """An output folder on a local (or mounted) file system.
 
-    Picklable (it holds only the root), so the same store travels to every worker. Paths
-    handed in are relative to OUT; every one is checked to stay inside it.
+    Picklable (it travels as its root alone), so the same store goes to every worker. Paths
+    handed in are relative to OUT; each output folder is made and checked to resolve inside
+    OUT once, then every file written into it costs what the file system costs: one create,
+    one write, one rename (no per-file path resolution, `mkdir` or `chmod`). A file name is
+    a single component, and `os.replace` replaces a link at the name rather than following
+    it, so nothing is ever written outside OUT.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._resolved_root: Path | None = None
+        self._folders: dict[str, Path] = {}
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"root": self.root}
+
+    def __setstate__(self, state: dict[str, Path]) -> None:
+        self.root = state["root"]
+        self._resolved_root = None
+        self._folders = {}
 
     @property
     def state_dir(self) -> Path:
@@ -119,11 +140,57 @@ class LocalStore:
         """A written path as the manifest records it: relative to OUT, forward slashes."""
         return relative_to_output(self.root, path)
 
+    def _root(self) -> Path:
+        if self._resolved_root is None:
+            self._resolved_root = self.root.resolve()
+        return self._resolved_root
+
+    def _folder(self, rel_folder: str) -> Path:
+        """The resolved folder for `rel_folder` (relative to OUT), made and checked once."""
+        known = self._folders.get(rel_folder)
+        if known is not None:
+            return known
+        root = self._root()
+        folder = root / rel_folder
+        folder.mkdir(parents=True, exist_ok=True)
+        resolved = folder.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise OutsideOutputError(f"refusing to write outside the output folder: {rel_folder}")
+        if len(self._folders) >= _MAX_CHECKED_FOLDERS:
+            self._folders.clear()
+        self._folders[rel_folder] = resolved
+        return resolved
+
     def put(self, rel: PurePosixPath | str, data: bytes) -> str:
         """Write one output atomically; its path relative to OUT, for the manifest."""
-        target = self.path(rel)
-        write_atomic(target, data, self._tmp())
-        return self.relative(target)
+        rel = PurePosixPath(rel)
+        if rel.is_absolute() or rel.name in ("", ".", ".."):
+            raise OutsideOutputError(f"refusing to write outside the output folder: {rel}")
+        folder = self._folder(str(rel.parent))
+        target = folder / rel.name
+        tmp_dir = self._tmp() or folder
+        while True:
+            tmp = tmp_dir / f".tmp-{os.getpid()}-{next(_TEMP_COUNTER)}{rel.suffix}"
+            try:  # 0o666 less the umask, as a plain open() would give
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                break
+            except FileExistsError:  # left by a killed run whose pid came round again
+                continue
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                write_atomic(target, data)  # OUT spans file systems: write beside the target
+                tmp.unlink()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return os.path.relpath(target, self._root()).replace(os.sep, "/")
 
     @contextlib.contextmanager
     def open_atomic(self, rel: PurePosixPath | str) -> Iterator[Path]:
