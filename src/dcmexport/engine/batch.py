@@ -268,7 +268,7 @@ def _skip_up_to_date(
     """Pass on the items that need work; hand the others to `done` as up to date."""
     for item in items:
         rows = None
-        if not options.overwrite:
+        if state.has_history and not options.overwrite:  # a fresh OUT: no stat, no lookup
             rows = state.up_to_date(item.source, item.seq, item.base, sources.fingerprint(item.ref))
         if rows is None:
             yield item

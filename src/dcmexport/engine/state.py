@@ -70,6 +70,11 @@ class RunState:
         self._last_commit = time.monotonic()
         self._db.execute("BEGIN")
 
+    @property
+    def has_history(self) -> bool:
+        """False for a fresh output folder: nothing can be up to date (no lookups needed)."""
+        return self._has_history
+
     def up_to_date(
         self, source: str, seq: int, base: str, fingerprint: tuple[int, int] | None
     ) -> list[ManifestRow] | None:
