@@ -126,7 +126,7 @@ def write_series(folder: Path, spec: SeriesSpec, names: Sequence[str] | None = N
     series_uid = generate_uid(_ROOT + ".1.", [str(dataclasses.astuple(spec)), "series"])
     study_uid = generate_uid(_ROOT + ".2.", [str(spec.seed), "study"])
     for_uid = generate_uid(_ROOT + ".3.", [str(spec.seed), "for"])
-    paths = []
+    paths: list[Path] = []
     instance = 0
     for k, position in enumerate(slice_positions(spec)):
         for echo in range(1, spec.echoes + 1):
@@ -140,8 +140,17 @@ def write_series(folder: Path, spec: SeriesSpec, names: Sequence[str] | None = N
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             ds.InstanceNumber = instance
             ds.ImagePositionPatient = [round(float(v), 6) for v in position]
-            ds.SliceLocation = round(float(np.dot(position, np.cross(
-                np.asarray(spec.orientation[:3]), np.asarray(spec.orientation[3:])))), 6)
+            ds.SliceLocation = round(
+                float(
+                    np.dot(
+                        position,
+                        np.cross(
+                            np.asarray(spec.orientation[:3]), np.asarray(spec.orientation[3:])
+                        ),
+                    )
+                ),
+                6,
+            )
             ds.AcquisitionTime = f"1016{k:02d}.{echo:02d}0000"
             if spec.modality == "MR":
                 ds.EchoNumbers = echo
@@ -167,8 +176,13 @@ def write_enhanced_ct(path: Path, spec: SeriesSpec) -> Path:
     ds.ContentDate, ds.ContentTime = "20240102", "101600"
     ds.AcquisitionDateTime = "20240102101600"
     for keyword in (
-        "PixelSpacing", "ImageOrientationPatient", "SliceThickness", "RescaleSlope",
-        "RescaleIntercept", "RescaleType", "GantryDetectorTilt",
+        "PixelSpacing",
+        "ImageOrientationPatient",
+        "SliceThickness",
+        "RescaleSlope",
+        "RescaleIntercept",
+        "RescaleType",
+        "GantryDetectorTilt",
     ):
         if keyword in ds:
             delattr(ds, keyword)

@@ -190,6 +190,16 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
     return numbers
 
 
+def _point(value: Any) -> tuple[float, float, float] | None:
+    numbers = _floats(value, 3)
+    return (numbers[0], numbers[1], numbers[2]) if numbers else None
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    numbers = _floats(value, 2)
+    return (numbers[0], numbers[1]) if numbers else None
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -235,7 +245,12 @@ def _stored(ds: Dataset) -> tuple[int, int, int, int]:
     allocated = _int(ds.get("BitsAllocated")) or 16
     bits = _int(ds.get("BitsStored")) or allocated
     high = _int(ds.get("HighBit"))
-    return allocated, bits, bits - 1 if high is None else high, _int(ds.get("PixelRepresentation")) or 0
+    return (
+        allocated,
+        bits,
+        bits - 1 if high is None else high,
+        _int(ds.get("PixelRepresentation")) or 0,
+    )
 
 
 def _classic_axis_values(ds: Dataset) -> tuple[tuple[FourthAxis, str], ...]:
@@ -257,8 +272,12 @@ def _dimension_key(ds: Dataset, content: Dataset | None) -> str | None:
     index = content.get("DimensionIndexValues") if content is not None else None
     if index is None:
         return None
-    index = list(index) if isinstance(index, (list, tuple)) or hasattr(index, "__iter__") else [index]
-    pointers = [int(item.get("DimensionIndexPointer", 0)) for item in ds.get("DimensionIndexSequence", [])]
+    index = (
+        list(index) if isinstance(index, (list, tuple)) or hasattr(index, "__iter__") else [index]
+    )
+    pointers = [
+        int(item.get("DimensionIndexPointer", 0)) for item in ds.get("DimensionIndexSequence", [])
+    ]
     kept = [
         str(v)
         for n, v in enumerate(index)
@@ -293,48 +312,54 @@ def _enhanced_axis_values(ds: Dataset, frame: int) -> tuple[tuple[FourthAxis, st
 
 def slice_headers(source: str, ds: Dataset) -> list[SliceHeader]:
     """The candidate slices in one header: one per frame (enhanced) or the file itself."""
-    rows, columns = _int(ds.get("Rows")) or 0, _int(ds.get("Columns")) or 0
-    common = {
-        "source": source,
-        "rows": rows,
-        "columns": columns,
-        "instance_number": _int(ds.get("InstanceNumber")),
-        "photometric_interpretation": str(ds.get("PhotometricInterpretation", "")).strip(),
-        "samples_per_pixel": _int(ds.get("SamplesPerPixel")) or 1,
-        "stored": _stored(ds),
-    }
+    template = SliceHeader(
+        source=source,
+        frame_index=0,
+        rows=_int(ds.get("Rows")) or 0,
+        columns=_int(ds.get("Columns")) or 0,
+        orientation=None,
+        position=None,
+        pixel_spacing=None,
+        rescale=(1.0, 0.0),
+        instance_number=_int(ds.get("InstanceNumber")),
+        acquisition_time=None,
+        photometric_interpretation=str(ds.get("PhotometricInterpretation", "")).strip(),
+        samples_per_pixel=_int(ds.get("SamplesPerPixel")) or 1,
+        stored=_stored(ds),
+        axis_values=(),
+    )
     sop_class = str(ds.get("SOPClassUID", ""))
     if "PerFrameFunctionalGroupsSequence" not in ds:
         return [
-            SliceHeader(
-                frame_index=0,
+            dataclasses.replace(
+                template,
                 orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-                position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-                pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+                position=_point(ds.get("ImagePositionPatient")),
+                pixel_spacing=_pair(ds.get("PixelSpacing")),
                 rescale=rescale_of(ds, sop_class),
                 acquisition_time=_text(ds.get("AcquisitionTime")),
                 axis_values=_classic_axis_values(ds),
-                **common,
             )
         ]
-    frames = _int(ds.get("NumberOfFrames")) or 1
     slices = []
-    for frame in range(frames):
+    for frame in range(_int(ds.get("NumberOfFrames")) or 1):
         plane = _group(ds, frame, "PlanePositionSequence")
         orient = _group(ds, frame, "PlaneOrientationSequence")
         measures = _group(ds, frame, "PixelMeasuresSequence")
         transform = _group(ds, frame, "PixelValueTransformationSequence")
         content = _group(ds, frame, "FrameContentSequence")
         slices.append(
-            SliceHeader(
+            dataclasses.replace(
+                template,
                 frame_index=frame,
                 orientation=_floats(orient.get("ImageOrientationPatient"), 6) if orient else None,
-                position=_floats(plane.get("ImagePositionPatient"), 3) if plane else None,  # type: ignore[arg-type]
-                pixel_spacing=_floats(measures.get("PixelSpacing"), 2) if measures else None,  # type: ignore[arg-type]
+                position=_point(plane.get("ImagePositionPatient")) if plane else None,
+                pixel_spacing=_pair(measures.get("PixelSpacing")) if measures else None,
                 rescale=rescale_of(transform if transform is not None else ds, sop_class),
-                acquisition_time=_text(content.get("FrameAcquisitionDateTime")) if content else None,
+                acquisition_time=_text(
+                    content.get("FrameAcquisitionDateTime") if content else None
+                ),
                 axis_values=_enhanced_axis_values(ds, frame),
-                **common,
             )
         )
     return slices
@@ -437,17 +462,28 @@ def choose_fourth_axis(clusters: Sequence[Sequence[SliceHeader]]) -> FourthAxis 
     return None
 
 
+def _same_step(a: np.ndarray, b: np.ndarray) -> bool:
+    limit = max(STEP_TOLERANCE_MM, STEP_TOLERANCE_FRACTION * float(np.linalg.norm(a)))
+    return float(np.linalg.norm(b - a)) <= limit
+
+
 def _uniform_runs(stack: Sequence[np.ndarray]) -> list[tuple[int, int]]:
-    """[start, stop) index ranges of positions whose steps are uniform (gaps split runs)."""
+    """[start, stop) ranges of positions with uniform steps: gaps and step changes split.
+
+    A run is grown from its first step while the next steps match it. A slice between two
+    different steps that starts a run stands alone (the gap is on one side or the other), so
+    one missing slice in a uniform stack gives two runs with the true spacing.
+    """
+    steps = [stack[n + 1] - stack[n] for n in range(len(stack) - 1)]
     runs: list[tuple[int, int]] = []
     start = 0
     while start < len(stack):
         stop = start + 1
-        if stop < len(stack):
-            first = stack[stop] - stack[start]
-            limit = max(STEP_TOLERANCE_MM, STEP_TOLERANCE_FRACTION * float(np.linalg.norm(first)))
+        if start < len(steps) and (
+            start + 1 == len(steps) or _same_step(steps[start], steps[start + 1])
+        ):
             stop += 1
-            while stop < len(stack) and np.linalg.norm(stack[stop] - stack[stop - 1] - first) <= limit:
+            while stop - 1 < len(steps) and _same_step(steps[start], steps[stop - 1]):
                 stop += 1
         runs.append((start, stop))
         start = stop
@@ -496,13 +532,16 @@ def _stacks(group: list[SliceHeader], normal: np.ndarray) -> list[_Stacks] | Vol
     stacks = [by_value[v] for v in values]
     same = all(
         len(st) == len(stacks[0])
-        and all(_distance(a, b) < SAME_POSITION_MM for a, b in zip(st, stacks[0]))
+        and all(_distance(a, b) < SAME_POSITION_MM for a, b in zip(st, stacks[0], strict=False))
         for st in stacks
     )
     if same:
         return [_Stacks(stacks, axis, values, [f"4th axis: {axis.value} ({len(values)} values)"])]
     note = f"{axis.value} values cover different slice positions: one 3-D volume per value"
-    return [_Stacks([st], None, [v], [note, f"{axis.value} = {v}"]) for v, st in zip(values, stacks)]
+    return [
+        _Stacks([st], None, [v], [note, f"{axis.value} = {v}"])
+        for v, st in zip(values, stacks, strict=True)
+    ]
 
 
 def _affine(
@@ -542,7 +581,10 @@ def _plan_run(
     else:
         thickness = _header_spacing(header)
         step = normal * (thickness or 1.0)
-        notes = [*notes, f"single slice: slice spacing {'from the header' if thickness else 'set to 1 mm'}"]
+        notes = [
+            *notes,
+            f"single slice: slice spacing {'from the header' if thickness else 'set to 1 mm'}",
+        ]
     affine, sheared, tilt = _affine(first, step, normal, count)
     if sheared:
         notes = [
@@ -595,7 +637,9 @@ def _plan_run(
     )
 
 
-def _refuse_unusable(slices: Sequence[SliceHeader]) -> tuple[list[SliceHeader], list[VolumeRefusal]]:
+def _refuse_unusable(
+    slices: Sequence[SliceHeader],
+) -> tuple[list[SliceHeader], list[VolumeRefusal]]:
     usable, colour, no_geometry = [], [], []
     for s in slices:
         if s.samples_per_pixel != 1 or s.photometric_interpretation not in _GREYSCALE:

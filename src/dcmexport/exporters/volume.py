@@ -22,6 +22,7 @@ import contextlib
 import enum
 import json
 import logging
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -158,7 +159,9 @@ def assemble_volume(plan: VolumePlan) -> tuple[np.ndarray, ValueKind, tuple[floa
                 target = volume[t, k] if len(plan.shape) == 4 else volume[k]
                 if kind is ValueKind.STORED:
                     if rescale != scaling:
-                        raise errors.PixelDataError("Rescale Slope/Intercept changed since planning")
+                        raise errors.PixelDataError(
+                            "Rescale Slope/Intercept changed since planning"
+                        )
                     target[...] = stored
                 else:
                     target[...] = stored * rescale[0] + rescale[1]
@@ -185,11 +188,36 @@ def _gzip_open(path: Path) -> BinaryIO:
     try:
         from isal import igzip
 
-        return igzip.open(path, "wb", compresslevel=GZIP_LEVEL)  # type: ignore[return-value]
+        return igzip.open(path, "wb", compresslevel=GZIP_LEVEL)
     except ImportError:  # pragma: no cover - isal is a dependency
         import gzip
 
         return gzip.open(path, "wb", compresslevel=GZIP_LEVEL)  # type: ignore[return-value]
+
+
+def _slices(volume: np.ndarray) -> Iterator[memoryview]:
+    """The C-order volume's bytes one slice at a time, little-endian, without copying it."""
+    volume = volume.astype(volume.dtype.newbyteorder("<"), copy=False)
+    flat = volume.reshape(-1, *volume.shape[-2:])
+    for index in range(flat.shape[0]):
+        yield memoryview(flat[index]).cast("B")
+
+
+def nifti_header(plan: VolumePlan, dtype: np.dtype, scaling: tuple[float, float]) -> Any:
+    """The NIfTI-1 header: RAS sform (exact) and qform (rigid), codes 1, mm and s, scaling."""
+    import nibabel as nib
+
+    header = nib.Nifti1Header()
+    header.set_data_shape(plan.shape)
+    header.set_data_dtype(dtype)
+    header.set_sform(LPS_TO_RAS @ plan.affine, code=1)
+    header.set_qform(LPS_TO_RAS @ qform_lps(plan), code=1)
+    zooms = [*plan.spacing, *([1.0] if len(plan.shape) == 4 else [])]
+    header.set_zooms(zooms)
+    header.set_xyzt_units("mm", "sec")
+    header["scl_slope"], header["scl_inter"] = scaling
+    header["descrip"] = b"dcmexport volume"
+    return header
 
 
 def write_nifti(
@@ -199,21 +227,15 @@ def write_nifti(
     path: Path,
     tmp_dir: Path | None = None,
 ) -> None:
-    """NIfTI-1 single file, gzip-compressed; the array is written without a copy."""
-    import nibabel as nib
+    """NIfTI-1 single file, gzip-compressed, streamed slice by slice (no copy of the volume).
 
-    data = volume.T  # (i, j, k[, t]) in Fortran order: the same bytes as `volume`
-    sform = LPS_TO_RAS @ plan.affine
-    image = nib.Nifti1Image(data, sform)
-    header = image.header
-    header.set_data_dtype(volume.dtype)
-    image.set_sform(sform, code=1)
-    image.set_qform(LPS_TO_RAS @ qform_lps(plan), code=1)
-    header.set_xyzt_units("mm", "sec")
-    header["scl_slope"], header["scl_inter"] = scaling
-    header["descrip"] = b"dcmexport volume"
+    The C-order array [t,] k, j, i has exactly the byte order NIfTI stores (i fastest).
+    """
+    header = nifti_header(plan, volume.dtype, scaling)
     with atomic_path(path, tmp_dir) as tmp, _gzip_open(tmp) as stream:
-        image.to_stream(stream)
+        header.write_to(stream)  # 348 bytes + the 4-byte "no extensions" flag = vox_offset
+        for chunk in _slices(volume):
+            stream.write(chunk)
 
 
 def npz_geometry(plan: VolumePlan) -> dict[str, np.ndarray]:
@@ -240,17 +262,30 @@ def write_npz(
     ``affine @ (i, j, k, 1)`` is the voxel's LPS position in mm; ``direction`` has the unit
     axis vectors as columns, so ``sitk.GetImageFromArray(array)`` with ``SetSpacing(spacing)``,
     ``SetOrigin(origin)``, ``SetDirection(direction.ravel())`` is the same image. Modality
-    values are ``array * slope + intercept``.
+    values are ``array * slope + intercept``. Written like `np.savez_compressed`, but the
+    array is streamed slice by slice instead of copied whole.
     """
-    geometry = npz_geometry(plan)
-    with atomic_path(path, tmp_dir) as tmp, open(tmp, "wb") as stream:
-        np.savez_compressed(
-            stream,
-            array=volume,
-            slope=np.float64(scaling[0]),
-            intercept=np.float64(scaling[1]),
-            **geometry,
-        )
+    from numpy.lib import format as npy
+
+    little = volume.astype(volume.dtype.newbyteorder("<"), copy=False)
+    small = {
+        **npz_geometry(plan),
+        "slope": np.float64(scaling[0]),
+        "intercept": np.float64(scaling[1]),
+    }
+    with (
+        atomic_path(path, tmp_dir) as tmp,
+        zipfile.ZipFile(
+            tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=GZIP_LEVEL
+        ) as archive,
+    ):
+        with archive.open("array.npy", "w", force_zip64=True) as member:
+            npy.write_array_header_1_0(member, npy.header_data_from_array_1_0(little))
+            for chunk in _slices(little):
+                member.write(chunk)
+        for name, value in small.items():
+            with archive.open(f"{name}.npy", "w") as member:
+                npy.write_array(member, np.asanyarray(value))
 
 
 # --------------------------------------------------------------------------- sidecar
@@ -261,7 +296,11 @@ def _rounded(values: Any, digits: int = 6) -> Any:
 
 
 def sidecar(
-    plan: VolumePlan, kind: ValueKind, scaling: tuple[float, float], fmt: VolumeFormat, *,
+    plan: VolumePlan,
+    kind: ValueKind,
+    scaling: tuple[float, float],
+    fmt: VolumeFormat,
+    *,
     deidentify: bool = False,
 ) -> dict[str, Any]:
     """The volume's JSON sidecar: geometry and what was done; never patient data.
@@ -285,7 +324,12 @@ def sidecar(
     doc.update(
         {
             "shape": list(plan.shape),
-            "axes": ["i: column", "j: row", "k: slice", *(["t: 4th axis"] if len(plan.shape) == 4 else [])],
+            "axes": [
+                "i: column",
+                "j: row",
+                "k: slice",
+                *(["t: 4th axis"] if len(plan.shape) == 4 else []),
+            ],
             "voxel_size_mm": _rounded(plan.spacing),
             "slice_spacing_mm": round(plan.slice_spacing, 6),
             "slice_spacing_measured": plan.slice_spacing_measured,
