@@ -151,6 +151,10 @@ def test_generated_series_match_dcm2niix(name: str, tmp_path: Path, dcm2niix: st
     assert oracle
     for path in ours:
         assert_matches_oracle(path, oracle)
+        image = nib.load(path)
+        assert int(image.header["sform_code"]) == int(image.header["qform_code"]) == 1
+        if name != "gantry-tilt":  # the qform is the sform unless the grid is sheared
+            assert np.allclose(image.get_qform(), image.get_sform(), atol=1e-4)
     expected_files = 2 if name == "missing-slice" else 1
     assert len(ours) == expected_files
 
@@ -423,3 +427,19 @@ def test_none_format_writes_nothing(tmp_path: Path) -> None:
     (plan,) = plan_files([str(p) for p in paths]).volumes
     assert write_volume(plan, tmp_path / "x", VolumeFormat.NONE) == []
     assert not list(tmp_path.glob("x*"))
+
+
+@pytest.mark.parametrize(
+    ("positions", "runs"),
+    [
+        ([0, 1, 2, 3, 4], [(0, 5)]),
+        ([0, 1, 2, 4, 5, 6], [(0, 3), (3, 6)]),  # one missing slice
+        ([0, 1, 2, 3, 5, 7, 9], [(0, 4), (4, 7)]),  # change of step
+        ([-99.48, 103.02, 104.27, 105.52], [(0, 1), (1, 4)]),  # pydicom's CT2
+        ([0, 1.004, 2.0, 2.997], [(0, 4)]),  # DS rounding jitter stays one run
+        ([7.5], [(0, 1)]),
+    ],
+)
+def test_uniform_runs(positions: list[float], runs: list[tuple[int, int]]) -> None:
+    stack = [np.array([0.0, 0.0, z]) for z in positions]
+    assert geometry._uniform_runs(stack) == runs
