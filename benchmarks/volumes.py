@@ -49,7 +49,7 @@ def dcm2niix_binary() -> str | None:
     if found:
         return found
     try:
-        import dcm2niix  # type: ignore[import-not-found]
+        import dcm2niix
 
         return str(dcm2niix.bin)
     except ImportError:
@@ -75,9 +75,10 @@ def main() -> int:
             f"series: {args.slices} slices of {args.size}² int16 ({volume_mb:.0f} MB of pixels); "
             f"median of {args.repeat} runs; pigz: {'yes' if shutil.which('pigz') else 'no'}\n"
         )
+        ours = [sys.executable, "-c", OURS, str(series), "{out}"]
         runs: list[tuple[str, list[str]]] = [
-            ("dcmexport volume .nii.gz", [sys.executable, "-c", OURS, str(series), "{out}", "nifti"]),
-            ("dcmexport volume .npz", [sys.executable, "-c", OURS, str(series), "{out}", "npz"]),
+            ("dcmexport volume .nii.gz", [*ours, "nifti"]),
+            ("dcmexport volume .npz", [*ours, "npz"]),
         ]
         if tool:
             runs.append(("dcm2niix -z y", [tool, "-z", "y", "-b", "n", "-o", "{out}", str(series)]))
