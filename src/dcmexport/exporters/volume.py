@@ -30,11 +30,12 @@ from typing import Any, BinaryIO
 import numpy as np
 from pydicom.dataset import Dataset
 
-from .. import decoding, errors
-from .. import pixels as px
+from .. import errors
+from ..dicom import decoding
 from ..dicom.geometry import SeriesVolumes, VolumePlan, plan_volumes, slice_normal
-from ..pipeline import PixelDescription, modality_rescale
-from ..writers import atomic_path
+from ..render import pixels as px
+from ..render.pipeline import PixelDescription, modality_rescale
+from ..store import atomic_path
 
 log = logging.getLogger(__name__)
 
