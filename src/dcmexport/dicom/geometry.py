@@ -163,6 +163,8 @@ class VolumeRefusal:
     sources: tuple[str, ...]
     reason: str
     colour: bool = False
+    #: no plane geometry at all (a radiograph, a screen capture): not a volume, not a fault
+    no_geometry: bool = False
 
     def error(self) -> VolumeError:
         cls = ColourVolumeError if self.colour else VolumeError
@@ -642,10 +644,10 @@ def _refuse_unusable(
 ) -> tuple[list[SliceHeader], list[VolumeRefusal]]:
     usable, colour, no_geometry = [], [], []
     for s in slices:
-        if s.samples_per_pixel != 1 or s.photometric_interpretation not in _GREYSCALE:
-            colour.append(s)
-        elif not (s.orientation and s.position and s.pixel_spacing and s.rows and s.columns):
+        if not (s.orientation and s.position and s.pixel_spacing and s.rows and s.columns):
             no_geometry.append(s)
+        elif s.samples_per_pixel != 1 or s.photometric_interpretation not in _GREYSCALE:
+            colour.append(s)
         else:
             usable.append(s)
     refused = []
@@ -663,6 +665,7 @@ def _refuse_unusable(
             VolumeRefusal(
                 tuple(s.source for s in no_geometry),
                 "no Image Position/Orientation (Patient) or Pixel Spacing: no volume geometry",
+                no_geometry=True,
             )
         )
     return usable, refused
@@ -709,6 +712,12 @@ def plan_volumes(headers: Iterable[tuple[str, Dataset]]) -> SeriesVolumes:
     count = len(plans)
     numbered = tuple(dataclasses.replace(p, part=n + 1, parts=count) for n, p in enumerate(plans))
     return SeriesVolumes(volumes=numbered, refused=tuple(refused))
+
+
+def is_enhanced_multiframe(ds: Dataset) -> bool:
+    """True for a multi-frame file with Per-frame Functional Groups (PS3.3 C.7.6.16): each
+    frame may carry its own plane position, so the file alone can be a volume."""
+    return (_int(ds.get("NumberOfFrames")) or 1) > 1 and "PerFrameFunctionalGroupsSequence" in ds
 
 
 def volume_stem(series_number: str, part: int, parts: int) -> str:
