@@ -25,17 +25,28 @@ import logging
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from .. import errors
 from ..dicom import decoding
-from ..dicom.geometry import SeriesVolumes, VolumePlan, plan_volumes, slice_normal
+from ..dicom.geometry import (
+    SeriesVolumes,
+    VolumePlan,
+    VolumeRefusal,
+    is_enhanced_multiframe,
+    plan_volumes,
+    slice_normal,
+    volume_stem,
+)
+from ..manifest import Kind, ManifestRow, Status
+from ..options import ConvertOptions, VolumeFormat
 from ..render import pixels as px
 from ..render.pipeline import PixelDescription, modality_rescale
-from ..store import atomic_path
+from ..store import LocalStore, atomic_path
+from .base import Instance, Level, SeriesJob, Target
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +55,6 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: gzip level for ``.nii.gz``: ISA-L level 1 is ~4× faster than zlib 6 at ~10 % larger files.
 GZIP_LEVEL = 1
 SIDECAR_SCHEMA = "dcmexport.volume/1"
-
-
-class VolumeFormat(str, enum.Enum):
-    """What `--volume` writes per series."""
-
-    NIFTI = "nifti"
-    NPZ = "npz"
-    NONE = "none"
-
-    @property
-    def extension(self) -> str:
-        return {"nifti": ".nii.gz", "npz": ".npz", "none": ""}[self.value]
 
 
 class ValueKind(str, enum.Enum):
@@ -108,21 +107,27 @@ def volume_nbytes(plan: VolumePlan) -> int:
 
 
 @contextlib.contextmanager
-def _open_sources() -> Iterator[Any]:
-    """A one-entry cache: consecutive frames of an enhanced file reuse its dataset."""
-    cache: dict[str, Dataset] = {}
+def _open_sources(opened: tuple[Dataset, str | None] | None = None) -> Iterator[Any]:
+    """A one-entry cache: consecutive frames of an enhanced file reuse its dataset.
 
-    def get(source: str) -> Dataset:
+    `opened` is a dataset already read (and the path its deferred pixels stream from): every
+    slice then comes from it (an instance's volume).
+    """
+    cache: dict[str, tuple[Dataset, str | None]] = {}
+
+    def get(source: str) -> tuple[Dataset, str | None]:
+        if opened is not None:
+            return opened
         if source not in cache:
             cache.clear()
-            cache[source] = decoding.read_dataset(source)
+            cache[source] = (decoding.read_dataset(source), source)
         return cache[source]
 
     yield get
     cache.clear()
 
 
-def _stored_values(ds: Dataset, frame_index: int, source: str) -> np.ndarray:
+def _stored_values(ds: Dataset, frame_index: int, source: str | None) -> np.ndarray:
     desc = PixelDescription.from_dataset(ds)
     if desc.samples_per_pixel != 1 or desc.photometric_interpretation not in (
         "MONOCHROME1",
@@ -139,19 +144,22 @@ def _stored_values(ds: Dataset, frame_index: int, source: str) -> np.ndarray:
     )
 
 
-def assemble_volume(plan: VolumePlan) -> tuple[np.ndarray, ValueKind, tuple[float, float]]:
+def assemble_volume(
+    plan: VolumePlan, opened: tuple[Dataset, str | None] | None = None
+) -> tuple[np.ndarray, ValueKind, tuple[float, float]]:
     """The volume as a C-order array `plan.array_shape`, filled one slice at a time.
 
     Returns the array, how its values are to be read, and the (slope, intercept) to record.
+    `opened`: the one file's dataset already read (and its pixel path), for a single-file plan.
     """
     kind, dtype, scaling = value_kind(plan)
     volume = np.empty(plan.array_shape, dtype=dtype)
     rows, columns = plan.shape[1], plan.shape[0]
-    with _open_sources() as open_source:
+    with _open_sources(opened) as open_source:
         for t, stack in enumerate(plan.slices):
             for k, ref in enumerate(stack):
-                ds = open_source(ref.source)
-                stored = _stored_values(ds, ref.frame_index, ref.source)
+                ds, pixel_source = open_source(ref.source)
+                stored = _stored_values(ds, ref.frame_index, pixel_source)
                 if stored.shape != (rows, columns):
                     raise errors.PixelDataError(
                         f"a slice decodes to {stored.shape}, not ({rows}, {columns})"
@@ -381,6 +389,7 @@ def write_volume(
     *,
     tmp_dir: Path | None = None,
     deidentify: bool = False,
+    opened: tuple[Dataset, str | None] | None = None,
 ) -> list[Path]:
     """Write `plan` as ``<target_base>.nii.gz`` (or ``.npz``) and ``<target_base>.json``.
 
@@ -393,7 +402,7 @@ def write_volume(
         raise errors.ColourVolumeError(
             f"colour images ({plan.photometric_interpretation}) make no volume: greyscale only"
         )
-    volume, kind, scaling = assemble_volume(plan)
+    volume, kind, scaling = assemble_volume(plan, opened)
     out = target_base.with_name(target_base.name + fmt.extension)
     writer = write_nifti if fmt is VolumeFormat.NIFTI else write_npz
     writer(plan, volume, scaling, out, tmp_dir)
@@ -404,3 +413,167 @@ def write_volume(
         tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     log.debug("wrote volume %s %s", out.name, plan.shape)
     return [out, meta]
+
+
+# --------------------------------------------------------------------------- exporters
+
+
+def plan_series_volumes(jobs: list[SeriesJob]) -> list[SeriesVolumes]:
+    """`plan_files` for a chunk of series (one executor task), before their names are claimed.
+
+    A series whose headers cannot be planned at all gets one refusal saying why.
+    """
+    planned = []
+    for job in jobs:
+        try:
+            planned.append(plan_files(list(job.paths)))
+        except errors.DcmExportError as exc:
+            planned.append(SeriesVolumes((), (VolumeRefusal(job.paths, str(exc)),)))
+    return planned
+
+
+def _refusal_row(refusal: VolumeRefusal, source: str, note: str) -> ManifestRow:
+    """A refused part: `skipped` when it has no plane geometry at all, else `error`."""
+    count = len(set(refusal.sources))
+    return ManifestRow(
+        source=source,
+        status=Status.SKIPPED if refusal.no_geometry else Status.ERROR,
+        error=f"no volume from {count} slice(s): {refusal.reason}",
+        kind=Kind.VOLUME,
+        note=note,
+    )
+
+
+def volume_rows(
+    volumes: SeriesVolumes,
+    bases: list[tuple[str, str]],
+    *,
+    source: str,
+    note: str,
+    options: ConvertOptions,
+    store: LocalStore,
+    opened: tuple[Dataset, str | None] | None = None,
+) -> list[ManifestRow]:
+    """Write each planned volume under its claimed base (relative to OUT), with one manifest
+    row per file written and one `error`/`skipped` row per part refused or failed.
+
+    `bases` pairs each volume with its base and the naming note it got when claimed.
+    """
+    rows: list[ManifestRow] = []
+    tmp_dir = store.temp_dir if store.temp_dir.is_dir() else None
+    for plan, (base, claim_note) in zip(volumes.volumes, bases, strict=True):
+        text = "; ".join(
+            n
+            for n in (
+                claim_note,
+                note,
+                f"volume {'x'.join(map(str, plan.shape))} from "
+                f"{sum(len(stack) for stack in plan.slices)} slice(s) ordered by position "
+                "along the slice normal",
+                *plan.notes,
+            )
+            if n
+        )
+        try:
+            for suffix in (options.volume.extension, ".json"):
+                store.path(base + suffix)  # refused if a link leads outside OUT
+            data, meta = write_volume(
+                plan, store.path(base), options.volume, tmp_dir=tmp_dir, opened=opened
+            )
+        except errors.DcmExportError as exc:
+            rows.append(
+                ManifestRow(
+                    source=source, status=Status.ERROR, error=str(exc), kind=Kind.VOLUME, note=text
+                )
+            )
+            continue
+        kind, _, scaling = value_kind(plan)
+        stored = kind is ValueKind.STORED
+        rows.append(
+            ManifestRow(
+                source=source,
+                output=store.relative(data),
+                rescale_slope=scaling[0] if stored else None,
+                rescale_intercept=scaling[1] if stored else None,
+                kind=Kind.VOLUME,
+                note=text,
+            )
+        )
+        rows.append(
+            ManifestRow(
+                source=source,
+                output=store.relative(meta),
+                kind=Kind.METADATA,
+                note="the volume's geometry and what was done (dcmexport.volume/1)",
+            )
+        )
+    rows += [_refusal_row(refusal, source, note) for refusal in volumes.refused]
+    return rows
+
+
+class SeriesVolumeExporter:
+    """One volume per series of single-frame slices (`--volume`), split where the geometry
+    says so; names claimed by the engine (`SeriesJob.volume_bases`)."""
+
+    level: ClassVar[Level] = Level.SERIES
+
+    def wanted(self, options: ConvertOptions) -> bool:
+        return options.volume is not VolumeFormat.NONE
+
+    def write(
+        self, job: SeriesJob, options: ConvertOptions, store: LocalStore
+    ) -> list[ManifestRow]:
+        volumes = job.volumes
+        bases = list(job.volume_bases)
+        if volumes is None:  # not planned by the engine (a library caller): plan here
+            (volumes,) = plan_series_volumes([job])
+            count = len(volumes.volumes)
+            bases = [
+                (job.base if count == 1 else f"{job.base}_part{k}", "") for k in range(1, count + 1)
+            ]
+        return volume_rows(volumes, bases, source=job.source, note="", options=options, store=store)
+
+
+class InstanceVolumeExporter:
+    """One volume per enhanced multi-frame file (`--volume`): in the folder of its outputs,
+    ``<base>/series_<SeriesNumber>.nii.gz`` (under the input's own claimed base)."""
+
+    level: ClassVar[Level] = Level.INSTANCE
+
+    def wanted(self, instance: Instance, options: ConvertOptions) -> bool:
+        return options.volume is not VolumeFormat.NONE and is_enhanced_multiframe(instance.ds)
+
+    def _planned(self, instance: Instance) -> tuple[SeriesVolumes, list[tuple[str, str]]]:
+        volumes = plan_volumes([(instance.source, instance.ds)])
+        count = len(volumes.volumes)
+        number = str(instance.ds.get("SeriesNumber", "") or "").strip()
+        stems = [volume_stem(_safe_number(number), k, count) for k in range(1, count + 1)]
+        return volumes, [(f"{instance.base}/{stem}", "") for stem in stems]
+
+    def targets(self, instance: Instance, options: ConvertOptions) -> list[Target]:
+        _, bases = self._planned(instance)
+        return [Target(base + options.volume.extension) for base, _ in bases]
+
+    def write(
+        self,
+        instance: Instance,
+        options: ConvertOptions,
+        store: LocalStore,
+        rows: list[ManifestRow],
+    ) -> list[ManifestRow]:
+        volumes, bases = self._planned(instance)
+        return volume_rows(
+            volumes,
+            bases,
+            source=instance.source,
+            note=instance.note,
+            options=options,
+            store=store,
+            opened=(instance.ds, instance.pixel_path),
+        )
+
+
+def _safe_number(text: str) -> str:
+    """A Series Number as a file name part: digits and letters only."""
+    cleaned = "".join(c if c.isalnum() or c in "-." else "_" for c in text).strip("._")
+    return cleaned[:32] or "unknown"
