@@ -27,13 +27,13 @@ from dcmexport.dicom import geometry
 from dcmexport.dicom.geometry import FourthAxis, plan_volumes
 from dcmexport.exporters.volume import (
     LPS_TO_RAS,
-    VolumeFormat,
     plan_files,
     read_headers,
     value_kind,
     volume_nbytes,
     write_volume,
 )
+from dcmexport.options import VolumeFormat
 
 from .conftest import pydicom_test_files_dir
 from .volume_cases import (
@@ -49,8 +49,7 @@ nib = pytest.importorskip("nibabel")
 WORLD_TOLERANCE_MM = 1e-3
 
 
-@pytest.fixture(scope="session")
-def dcm2niix() -> str:
+def dcm2niix_binary() -> str:
     """The dcm2niix binary (the `dcm2niix` PyPI wheel ships it); skip when absent."""
     found = shutil.which("dcm2niix")
     if found is None:
@@ -63,6 +62,11 @@ def dcm2niix() -> str:
     if found is None:
         pytest.skip("dcm2niix is not installed: pip install dcm2niix")
     return found
+
+
+@pytest.fixture(scope="session")
+def dcm2niix() -> str:
+    return dcm2niix_binary()
 
 
 def run_dcm2niix(tool: str, source: Path, out: Path) -> list[Path]:

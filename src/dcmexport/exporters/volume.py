@@ -534,6 +534,12 @@ class SeriesVolumeExporter:
         return volume_rows(volumes, bases, source=job.source, note="", options=options, store=store)
 
 
+def instance_volume_wanted(instance: Instance, options: ConvertOptions) -> bool:
+    """True when `--volume` makes this input a volume of its own (an enhanced multi-frame
+    file); it then needs no stills or video to count as converted."""
+    return options.volume is not VolumeFormat.NONE and is_enhanced_multiframe(instance.ds)
+
+
 class InstanceVolumeExporter:
     """One volume per enhanced multi-frame file (`--volume`): in the folder of its outputs,
     ``<base>/series_<SeriesNumber>.nii.gz`` (under the input's own claimed base)."""
@@ -541,7 +547,7 @@ class InstanceVolumeExporter:
     level: ClassVar[Level] = Level.INSTANCE
 
     def wanted(self, instance: Instance, options: ConvertOptions) -> bool:
-        return options.volume is not VolumeFormat.NONE and is_enhanced_multiframe(instance.ds)
+        return instance_volume_wanted(instance, options)
 
     def _planned(self, instance: Instance) -> tuple[SeriesVolumes, list[tuple[str, str]]]:
         volumes = plan_volumes([(instance.source, instance.ds)])
