@@ -2,9 +2,18 @@
 
 A 300-slice 512² CT series (`dcmexport.sample.write_ct_series`, 150 MB of pixels) is written
 once; each converter then runs on the same folder in a child process whose peak resident set
-size comes from the kernel (`wait4`). Ours reads the headers, plans, and writes one volume
-(`plan_files` + `write_volume`); dcm2niix runs with ``-z y`` (its default gzip path; it uses
-pigz when installed). Median of `--repeat` runs.
+size comes from the kernel (`wait4`). Rows:
+
+- the library path: read the headers, plan, write one volume (`plan_files` + `write_volume`);
+- the command line, ``dcmexport convert SERIES --volume nifti --video none``: the whole run
+  (discovery, a PNG still per slice — `convert` always writes stills —, the series grouping,
+  the volume planned and written as a series task, manifest), with ``-j 1`` (in one process:
+  its peak RSS is the run's) and ``-j 2`` (a process pool: `wait4` reports the largest
+  single process, not the sum); and the same run without ``--volume``, so that the
+  difference is what the volume costs on top of the stills;
+- dcm2niix with ``-z y`` (its default gzip path; it uses pigz when installed).
+
+Median of `--repeat` runs.
 
     python benchmarks/volumes.py --slices 300 --size 512 --repeat 3
 """
@@ -24,7 +33,8 @@ from pathlib import Path
 OURS = r"""
 import sys
 from pathlib import Path
-from dcmexport.exporters.volume import VolumeFormat, plan_files, write_volume
+from dcmexport.exporters.volume import plan_files, write_volume
+from dcmexport.options import VolumeFormat
 paths = sorted(str(p) for p in Path(sys.argv[1]).iterdir())
 planned = plan_files(paths)
 assert len(planned.volumes) == 1 and not planned.refused, planned
@@ -76,19 +86,24 @@ def main() -> int:
             f"median of {args.repeat} runs; pigz: {'yes' if shutil.which('pigz') else 'no'}\n"
         )
         ours = [sys.executable, "-c", OURS, str(series), "{out}"]
+        cli = [sys.executable, "-m", "dcmexport", "convert", str(series), "-o", "{out}", "-q"]
+        cli += ["--video", "none"]
         runs: list[tuple[str, list[str]]] = [
-            ("dcmexport volume .nii.gz", [*ours, "nifti"]),
-            ("dcmexport volume .npz", [*ours, "npz"]),
+            ("library volume .nii.gz", [*ours, "nifti"]),
+            ("library volume .npz", [*ours, "npz"]),
+            ("convert --volume nifti -j 1", [*cli, "--volume", "nifti", "-j", "1"]),
+            ("convert --volume nifti -j 2", [*cli, "--volume", "nifti", "-j", "2"]),
+            ("convert (stills only) -j 1", [*cli, "-j", "1"]),
         ]
         if tool:
             runs.append(("dcm2niix -z y", [tool, "-z", "y", "-b", "n", "-o", "{out}", str(series)]))
         else:
             print("dcm2niix not found (pip install dcm2niix): its row is left out\n")
-        print(f"{'run':<28} {'seconds':>8} {'peak RSS MB':>12} {'output MB':>10}")
-        for label, command in runs:
+        print(f"{'run':<30} {'seconds':>8} {'peak RSS MB':>12} {'volume MB':>10}")
+        for n, (label, command) in enumerate(runs):
             times, peaks, sizes = [], [], []
             for i in range(args.repeat):
-                out = root / f"out-{label.split()[0]}-{label.split()[-1]}-{i}"
+                out = root / f"out-{n}-{i}"
                 out.mkdir()
                 seconds, peak = run_child([str(out) if c == "{out}" else c for c in command])
                 times.append(seconds)
@@ -97,7 +112,7 @@ def main() -> int:
                 sizes.append(sum(p.stat().st_size for p in written) / 1e6)
                 shutil.rmtree(out)
             print(
-                f"{label:<28} {statistics.median(times):8.2f} {statistics.median(peaks):12.0f} "
+                f"{label:<30} {statistics.median(times):8.2f} {statistics.median(peaks):12.0f} "
                 f"{statistics.median(sizes):10.0f}"
             )
     return 0
