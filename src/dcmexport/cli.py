@@ -16,7 +16,7 @@ from pathlib import Path
 from ._version import __version__
 from .errors import DcmExportError, NotDicomError, UsageError
 from .index.columns import IndexLevel
-from .options import MetadataFormat, StillFormat, VideoFormat
+from .options import MetadataFormat, StillFormat, VideoFormat, VolumeFormat
 
 DEFAULT_INPUT = "dicom_data"
 DEFAULT_OUTPUT = "output"
@@ -140,6 +140,14 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also one video per series of single-frame images (a CT or MR stack), slices "
         "in order along the slice normal: OUT/<folder of the slices>/series_<SeriesNumber>.mp4",
+    )
+    p.add_argument(
+        "--volume",
+        choices=[v.value for v in VolumeFormat],
+        default=VolumeFormat.NONE.value,
+        help="one volume per series of slices (and per enhanced multi-frame file), with a "
+        ".json sidecar of its geometry: nifti (.nii.gz, RAS), npz (NumPy, LPS) or none: "
+        "OUT/<folder of the series' outputs>/series_<SeriesNumber>.nii.gz (default: none)",
     )
     p.add_argument(
         "--fps",
@@ -293,6 +301,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         video=args.video,
         fps=args.fps,
         series_video=args.series_video,
+        volume=args.volume,
         layout=args.layout,
         quality=args.quality,
         metadata=args.metadata,
@@ -316,6 +325,10 @@ def _run_convert(args: argparse.Namespace) -> int:
         series = f"{summary.series_videos} series video(s), " if summary.series_videos else ""
         if summary.series_failed:
             series += f"{summary.series_failed} series video(s) failed, "
+        if summary.volumes or summary.volumes_failed:
+            series += f"{summary.volumes} volume(s), "
+        if summary.volumes_failed:
+            series += f"{summary.volumes_failed} volume(s) refused, "
         print(
             f"converted {summary.converted} file(s) to {summary.images} image(s)"
             f"{f' and {summary.videos} video(s)' if summary.videos else ''}{up_to_date}, "

@@ -41,3 +41,11 @@ class OutsideOutputError(DcmExportError):
 
 class InputReadError(DcmExportError):
     """The input file could not be read (vanished, no permission, I/O error)."""
+
+
+class VolumeError(DcmExportError):
+    """A series (or part of one) cannot become a volume: no geometry, an ambiguous 4th axis."""
+
+
+class ColourVolumeError(VolumeError):
+    """A colour series (RGB, YBR, PALETTE COLOR) was asked for as a volume: only greyscale."""

@@ -55,6 +55,18 @@ class MetadataFormat(str, enum.Enum):
     NONE = "none"
 
 
+class VolumeFormat(str, enum.Enum):
+    """What `--volume` writes per series of slices (and per enhanced multi-frame file)."""
+
+    NIFTI = "nifti"
+    NPZ = "npz"
+    NONE = "none"
+
+    @property
+    def extension(self) -> str:
+        return {"nifti": ".nii.gz", "npz": ".npz", "none": ""}[self.value]
+
+
 class WindowKind(str, enum.Enum):
     """What a `--window` value asks for."""
 
@@ -207,11 +219,14 @@ class ConvertOptions:
     layout: Layout | None = None
     #: rewrite outputs even if an earlier run made them with the same options
     overwrite: bool = False
+    #: one volume per series of slices and per enhanced multi-frame file (`--volume`)
+    volume: VolumeFormat = VolumeFormat.NONE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", StillFormat(self.format))
         object.__setattr__(self, "video", VideoFormat(self.video))
         object.__setattr__(self, "metadata", MetadataFormat(self.metadata))
+        object.__setattr__(self, "volume", VolumeFormat(self.volume))
         if isinstance(self.window, str):
             object.__setattr__(self, "window", parse_window(self.window))
         if isinstance(self.layout, str):

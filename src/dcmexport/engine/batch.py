@@ -18,13 +18,13 @@ from .. import sources
 from .._version import __version__
 from ..dicom.series import slice_infos
 from ..errors import UsageError
-from ..exporters import SeriesJob, series_wanted
+from ..exporters import SeriesJob, plan_series_volumes, series_wanted
 from ..manifest import COLUMNS, MANIFEST_NAME, Kind, ManifestRow, Status, manifest_bytes
 from ..naming import NameRegistry
-from ..options import ConvertOptions
+from ..options import ConvertOptions, VolumeFormat
 from ..store import LocalStore, write_atomic
 from .executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, executor, worker_slots
-from .plan import plan, series_jobs
+from .plan import claim_volume_bases, plan, series_jobs
 from .state import RunState
 from .work import FileResult, WorkItem, convert_many, convert_one, convert_series_many
 
@@ -55,6 +55,9 @@ class Summary:
     #: `--series-video`: videos made (or up to date) and series that failed
     series_videos: int = 0
     series_failed: int = 0
+    #: `--volume`: volumes made (or up to date), and volume parts refused with an error
+    volumes: int = 0
+    volumes_failed: int = 0
     elapsed: float = 0.0
     output: Path = Path("output")
     manifest: Path = Path("output") / MANIFEST_NAME
@@ -66,7 +69,7 @@ class Summary:
     @property
     def exit_code(self) -> int:
         """0 all converted or up to date, 1 some failed, 2 nothing to convert (docs/cli.md)."""
-        if self.failed or self.series_failed:
+        if self.failed or self.series_failed or self.volumes_failed:
             return 1
         return 0 if self.converted or self.up_to_date else 2
 
@@ -74,7 +77,17 @@ class Summary:
     def files_per_second(self) -> float:
         return self.found / self.elapsed if self.elapsed > 0 else 0.0
 
+    def count_volumes(self, rows: list[ManifestRow]) -> None:
+        """Volumes written (now or earlier) and volume parts refused with an error."""
+        for row in rows:
+            if row.kind == Kind.VOLUME:
+                if row.status == Status.OK:
+                    self.volumes += 1
+                elif row.status == Status.ERROR:
+                    self.volumes_failed += 1
+
     def add(self, result: FileResult) -> None:
+        self.count_volumes(result.rows)
         if result.up_to_date:
             self.up_to_date += 1
         elif result.status == Status.OK:
@@ -239,24 +252,48 @@ def _series(
         for info in chunk
         if info is not None
     ]
+    jobs = series_jobs(infos, slices, registry, first_seq=SERIES_SEQ)
+    if options.volume is not VolumeFormat.NONE:
+        jobs = _plan_volumes(jobs, registry, pool, in_flight)
     todo: list[SeriesJob] = []
-    for job in series_jobs(infos, slices, registry, first_seq=SERIES_SEQ):
+    for job in jobs:
         rows = None
         if not options.overwrite:
-            rows = state.up_to_date(job.key, job.seq, job.base, job.fingerprint)
+            rows = state.up_to_date(job.key, job.seq, job.bases, job.fingerprint)
         if rows is None:
             todo.append(job)
         else:
             summary.series_videos += sum(1 for r in rows if r.kind == Kind.SERIES_VIDEO)
+            summary.count_volumes(rows)
     by_key = {job.key: job for job in todo}
     for _, results in bounded_map(convert_series_many, todo, pool, in_flight, 1, options, store):
         for key, result in results:
             job = by_key[key]
             state.record(job.key, job.seq, result.status, result.rows, job.fingerprint)
-            if result.status == Status.OK:
+            summary.count_volumes(result.rows)
+            if result.status == Status.OK or _volume_refused(result.rows):
                 summary.series_videos += sum(1 for r in result.rows if r.kind == Kind.SERIES_VIDEO)
             else:
                 summary.series_failed += 1
+
+
+def _volume_refused(rows: list[ManifestRow]) -> bool:
+    """True if a series' error comes from a volume part (counted as such, not as a failed
+    series task)."""
+    return any(r.kind == Kind.VOLUME and r.status == Status.ERROR for r in rows)
+
+
+def _plan_volumes(
+    jobs: list[SeriesJob], registry: NameRegistry, pool: cf.Executor | None, in_flight: int
+) -> list[SeriesJob]:
+    """Plan each series' volumes from its headers (on the executor), then claim their names
+    in series order, so that a split series' parts never take another output's name."""
+    planned = {
+        job.key: volumes
+        for chunk, results in bounded_map(plan_series_volumes, jobs, pool, in_flight, 1)
+        for job, volumes in zip(chunk, results, strict=True)
+    }
+    return [claim_volume_bases(job, planned[job.key], registry) for job in jobs]
 
 
 def _skip_up_to_date(

@@ -7,6 +7,7 @@ a name and a rerun over the same inputs lands on the same names.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections import Counter
@@ -15,6 +16,7 @@ from pathlib import PurePosixPath
 
 from .. import sources
 from ..dicom import decoding
+from ..dicom.geometry import SeriesVolumes
 from ..dicom.series import SeriesGrouping, SliceInfo, order_slices
 from ..errors import DcmExportError
 from ..exporters import SeriesJob
@@ -143,6 +145,23 @@ def series_jobs(
             )
         )
     return jobs
+
+
+def claim_volume_bases(job: SeriesJob, volumes: SeriesVolumes, registry: NameRegistry) -> SeriesJob:
+    """The job with its planned volumes and their claimed bases: the series' own base for one
+    volume, ``<base>_part<k>`` claimed for each volume of a split series."""
+    count = len(volumes.volumes)
+    if count == 1:
+        first = job.note.split("; ")[0]
+        bases: tuple[tuple[str, str], ...] = (
+            (job.base, first if first.startswith("name collision") else ""),
+        )
+    else:
+        claimed = [
+            registry.claim(PurePosixPath(f"{job.base}_part{k}")) for k in range(1, count + 1)
+        ]
+        bases = tuple((str(base), note) for base, note in claimed)
+    return dataclasses.replace(job, volumes=volumes, volume_bases=bases)
 
 
 def _safe(text: str) -> str:

@@ -48,6 +48,12 @@ def _rows_from_json(text: str) -> list[ManifestRow]:
 _RESUMABLE = (Status.OK, Status.SKIPPED)
 
 
+def _output_base(output: str) -> str:
+    """An output's base: its name without the extension (both parts of ``.nii.gz``)."""
+    stem = output[:-3] if output.endswith(".gz") else output
+    return stem.rpartition(".")[0]
+
+
 class RunState:
     """The state database of one output folder, for one run."""
 
@@ -76,14 +82,19 @@ class RunState:
         return self._has_history
 
     def up_to_date(
-        self, source: str, seq: int, base: str, fingerprint: tuple[int, int] | None
+        self,
+        source: str,
+        seq: int,
+        base: str | tuple[str, ...],
+        fingerprint: tuple[int, int] | None,
     ) -> list[ManifestRow] | None:
         """The rows of an earlier conversion of `source` that still holds, else None.
 
         It holds when the input is unchanged, the options are the same, the earlier result was
-        `ok` or `skipped`, and every output it lists lies under the output `base` planned for
-        it in this run and is exactly the file written then (same size and modification time:
-        another input may have taken the name since). It is then counted in this run.
+        `ok` or `skipped`, and every output it lists lies under the output `base` (or one of
+        the bases: a series' volumes) planned for it in this run and is exactly the file
+        written then (same size and modification time: another input may have taken the name
+        since). It is then counted in this run.
         `fingerprint` is what the input's source says changes with it (a file's size and
         mtime; for a series, a digest of its slices).
         """
@@ -99,10 +110,13 @@ class RunState:
             return None
         rows = _rows_from_json(found[4])
         written = json.loads(found[5] or "{}")
+        bases = (base,) if isinstance(base, str) else base
         for row in rows:
             if not row.output:
                 continue
-            mine = row.output.startswith(f"{base}/") or row.output.rpartition(".")[0] == base
+            mine = any(
+                row.output.startswith(f"{b}/") or _output_base(row.output) == b for b in bases
+            )
             if not mine or self._output_stat(row.output) != tuple(written.get(row.output, ())):
                 return None
         self._db.execute(

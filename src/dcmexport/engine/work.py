@@ -80,6 +80,17 @@ def guarded(source: str, seq: int, note: str, work: Callable[[], list[ManifestRo
     return FileResult(source, status, [row], reason, detail, seq=seq)
 
 
+def part_failed(result: FileResult) -> FileResult:
+    """An output an exporter refused with an error (a volume part) fails its input or series:
+    it is reported, counted in the exit status, and retried on a rerun. The rows written
+    beside it stay in the manifest."""
+    if result.status == Status.OK:
+        failed = [row for row in result.rows if row.status == Status.ERROR]
+        if failed:
+            result.status, result.reason = Status.ERROR, failed[0].error
+    return result
+
+
 def _convert(item: WorkItem, options: ConvertOptions, store: LocalStore) -> list[ManifestRow]:
     if item.ref.problem:
         raise InputReadError(item.ref.problem)
@@ -101,7 +112,9 @@ def convert_one(
 ) -> FileResult:
     """Convert one input; every expected problem becomes a `skipped` or `error` result."""
     store = out_root if isinstance(out_root, LocalStore) else LocalStore(out_root)
-    return guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store))
+    return part_failed(
+        guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store))
+    )
 
 
 def convert_many(
@@ -113,7 +126,9 @@ def convert_many(
 
 def convert_series(job: SeriesJob, options: ConvertOptions, store: LocalStore) -> FileResult:
     """The series-level outputs of one series (`--series-video`); never raises for it."""
-    return guarded(job.source, job.seq, job.note, lambda: export_series(job, options, store))
+    return part_failed(
+        guarded(job.source, job.seq, job.note, lambda: export_series(job, options, store))
+    )
 
 
 def convert_series_many(

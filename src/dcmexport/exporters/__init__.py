@@ -23,16 +23,18 @@ from .base import (
 from .movies import SeriesVideoExporter, VideoExporter
 from .sidecar import SidecarExporter
 from .stills import StillExporter
+from .volume import InstanceVolumeExporter, SeriesVolumeExporter, plan_series_volumes
 
 #: Exporters run for every image input, in order.
 INSTANCE_EXPORTERS: tuple[InstanceExporter, ...] = (
     VideoExporter(),
     StillExporter(),
+    InstanceVolumeExporter(),
     SidecarExporter(),
 )
 
 #: Exporters run for every series of single-frame slices.
-SERIES_EXPORTERS: tuple[SeriesExporter, ...] = (SeriesVideoExporter(),)
+SERIES_EXPORTERS: tuple[SeriesExporter, ...] = (SeriesVideoExporter(), SeriesVolumeExporter())
 
 
 def export_instance(
@@ -72,5 +74,6 @@ __all__ = [
     "export_instance",
     "export_series",
     "open_instance",
+    "plan_series_volumes",
     "series_wanted",
 ]

@@ -15,6 +15,7 @@ from typing import ClassVar, Protocol
 from pydicom.dataset import Dataset
 
 from ..dicom import decoding
+from ..dicom.geometry import SeriesVolumes
 from ..manifest import ManifestRow
 from ..options import ConvertOptions
 from ..render.frame import check_renderable
@@ -91,6 +92,15 @@ class SeriesJob:
     fingerprint: tuple[int, int]
     note: str
     seq: int
+    #: `--volume`: the series' volumes as planned from its headers, and each one's claimed
+    #: base with its naming note (`engine.plan.claim_volume_bases`)
+    volumes: SeriesVolumes | None = None
+    volume_bases: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def bases(self) -> tuple[str, ...]:
+        """Every base this series' outputs are written under."""
+        return (self.base, *(base for base, _ in self.volume_bases))
 
 
 class InstanceExporter(Protocol):

@@ -18,6 +18,7 @@ from ..render.pipeline import Rendered, modality_rescale
 from ..store import LocalStore
 from .base import Instance, Level, Target
 from .encoders import encode_still
+from .volume import instance_volume_wanted
 
 
 class StillExporter:
@@ -34,7 +35,7 @@ class StillExporter:
         if n_frames == 1:
             return [Target(f"{instance.base}{ext}")]
         if options.frames is None:
-            if options.video.kinds:
+            if options.video.kinds or instance_volume_wanted(instance, options):
                 return []
             raise NoPixelDataError(
                 f"multi-frame ({n_frames} frames) with --video none: choose stills with "
