@@ -41,3 +41,7 @@ class OutsideOutputError(DcmExportError):
 
 class InputReadError(DcmExportError):
     """The input file could not be read (vanished, no permission, I/O error)."""
+
+
+class DeidentificationError(DcmExportError):
+    """A dataset cannot be de-identified into a valid file (e.g. it has no SOP Instance UID)."""
