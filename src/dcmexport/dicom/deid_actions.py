@@ -10,7 +10,7 @@ pydicom ships no IOD/module tables, so ``STRICTEST_TYPE`` records, for each attr
 compound code, the strictest Type it has in the IODs that use it (a conditional 1C/2C counts
 as 1/2: the element is present, so its condition may hold). The rule:
 
-- Type 1 → D (a dummy), else Z, else U*;
+- Type 1 → D (a dummy), else U*, else Z (its dummy form);
 - Type 2 → Z (empty), else D, else U*;
 - Type 3 or not listed → the first action (X: removed), which is always valid for Type 3.
 - ``X/Z/U*`` (Referenced Image Sequence, Source Image Sequence) → U*: the sequence is kept
@@ -107,8 +107,8 @@ STRICTEST_TYPE: Mapping[str, int] = {
     "InstanceCreationTime": 3,
     "InstitutionCodeSequence": 3,
     "InstitutionName": 3,
-    "OperatorsName": 3,
-    "ReferencedPerformedProcedureStepSequence": 3,
+    "OperatorsName": 2,  # Type 2 in the RT Series Module
+    "ReferencedPerformedProcedureStepSequence": 2,  # Type 2 in the SR Document Series
     "StationName": 3,
     # X/Z/U*
     "ReferencedImageSequence": 1,
@@ -118,7 +118,7 @@ STRICTEST_TYPE: Mapping[str, int] = {
 ENHANCED_TYPE: Mapping[str, int] = {"DeviceSerialNumber": 1, "AcquisitionDateTime": 1}
 
 _TYPE_PREFERENCE: Mapping[int, tuple[Action, ...]] = {
-    1: (Action.DUMMY, Action.ZERO, Action.UID_REFERENCES),
+    1: (Action.DUMMY, Action.UID_REFERENCES, Action.ZERO),
     2: (Action.ZERO, Action.DUMMY, Action.UID_REFERENCES),
 }
 
@@ -179,24 +179,6 @@ DUMMY_VALUES: Mapping[str, Any] = {
 }
 FREE_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 DATE_VRS = frozenset({"DA", "DT"})
-# Coded-entry attributes carry controlled vocabulary, not free text: a dummy would only break
-# the code; they are still scrubbed under C.
-CODE_KEYWORDS = frozenset(
-    {
-        "CodeValue",
-        "CodingSchemeDesignator",
-        "CodingSchemeVersion",
-        "CodeMeaning",
-        "LongCodeValue",
-        "URNCodeValue",
-        "ContextIdentifier",
-        "MappingResource",
-        "MappingResourceName",
-        "ContextGroupExtensionFlag",
-    }
-)
-
-
 # ----------------------------------------------------------------------------- context
 
 
@@ -357,7 +339,9 @@ def unlisted(elem: DataElement, ctx: Context, column: OptionColumn | None) -> Da
     if vr in FREE_TEXT_VRS and ctx.text_mode is not TextMode.KEEP:
         if ctx.text_mode is TextMode.SCRUB:
             return clean_text(elem, ctx, column)
-        if elem.keyword not in CODE_KEYWORDS and _values(elem):
+        # Dummy content keeps no text at all, coded entries included: a code can identify
+        # too (Person Identification Code Sequence holds a person's code and name).
+        if _values(elem):
             return DataElement(elem.tag, vr, DUMMY_VALUES[vr])
     return elem
 
