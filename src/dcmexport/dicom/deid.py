@@ -389,6 +389,15 @@ def _element(
     return ACTIONS[action](elem, ctx, column)
 
 
+def _detached(elem: DataElement) -> DataElement:
+    """A new element with the same value, so that changing the output never changes the
+    input (immutable values such as the pixel data bytes are shared, not copied)."""
+    value = elem.value
+    if isinstance(value, MultiValue):
+        value = list(value)
+    return DataElement(elem.tag, elem.VR, value, is_undefined_length=elem.is_undefined_length)
+
+
 def _deidentify_items(src: Dataset, ctx: Context) -> Dataset:
     resolved = _resolved(ctx.columns)
     safe = (
@@ -398,7 +407,7 @@ def _deidentify_items(src: Dataset, ctx: Context) -> Dataset:
     for elem in src:
         new = _element(elem, ctx, resolved, safe)
         if new is not None:
-            out.add(new)
+            out.add(_detached(new) if new is elem else new)
     return out
 
 
@@ -498,7 +507,7 @@ def _file_meta(src: Dataset, out: Dataset) -> FileMetaDataset:
     new = FileMetaDataset()
     for elem in getattr(src, "file_meta", None) or []:
         if int(elem.tag) not in META_REMOVED and elem.tag.element != 0:
-            new.add(elem)
+            new.add(_detached(elem))
     if "TransferSyntaxUID" not in new:
         new.TransferSyntaxUID = _transfer_syntax(src)
     if "SOPInstanceUID" in out:

@@ -92,6 +92,7 @@ SUPPLEMENT_VR: Mapping[int, str] = {
     0x00100011: "SQ",  # Person Names to Use Sequence
     0x00081302: "SQ",  # Primary Diagnosis Code Sequence
     0x00081301: "SQ",  # Principal Diagnosis Code Sequence
+    0x00081303: "SQ",  # Secondary Diagnoses Code Sequence
     0x00100015: "SQ",  # Pronoun Code Sequence
     0x00100016: "UT",  # Pronoun Comment
     0x0040B036: "DT",  # Segment Definition DateTime
