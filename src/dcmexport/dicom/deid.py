@@ -32,7 +32,7 @@ from typing import Any
 
 from pydicom import dcmwrite
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -43,6 +43,7 @@ from ..errors import DeidentificationError, UsageError
 from . import pseudonyms
 from .deid_actions import (
     ACTIONS,
+    FREE_TEXT_VRS,
     Context,
     DateHandling,
     TextMode,
@@ -398,13 +399,47 @@ def _detached(elem: DataElement) -> DataElement:
     return DataElement(elem.tag, elem.VR, value, is_undefined_length=elem.is_undefined_length)
 
 
+def _untouched(tag: BaseTag, raw: RawDataElement, ctx: Context) -> bool:
+    """True for a still-undecoded element that the profile keeps byte for byte: no row of
+    the table, not private, not a sequence, UID, date or free text being cleaned, and not UN
+    (an explicit UN may hide a sequence). Such an element is copied raw (it is immutable),
+    which is most of the speed: nothing is decoded or re-encoded."""
+    if tag.is_private or tag.element == 0 or raw.VR == "UN":
+        return False
+    if _row_for(tag) is not None:
+        return False
+    vr = raw.VR or _dictionary_vr(int(tag))
+    if vr in _DECODED_VRS:
+        return False
+    return ctx.text_mode is TextMode.KEEP or vr not in FREE_TEXT_VRS
+
+
+@functools.cache
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+_DECODED_VRS = frozenset({"SQ", "UI", "DA", "DT", "UN"})
+
+
 def _deidentify_items(src: Dataset, ctx: Context) -> Dataset:
     resolved = _resolved(ctx.columns)
     safe = (
         _safe_private_tags(src) if OptionColumn.RETAIN_SAFE_PRIVATE in ctx.columns else frozenset()
     )
     out = Dataset()
-    for elem in src:
+    implicit, little = src.original_encoding
+    if implicit is not None:
+        out.set_original_encoding(implicit, little, src.original_character_set)
+    for tag in src.keys():  # noqa: SIM118 (iterating a Dataset decodes every element)
+        raw = src.get_item(tag)
+        if isinstance(raw, RawDataElement) and _untouched(tag, raw, ctx):
+            out[tag] = raw
+            continue
+        elem = src[tag]
         new = _element(elem, ctx, resolved, safe)
         if new is not None:
             out.add(_detached(new) if new is elem else new)
@@ -450,22 +485,27 @@ def _identifiers(ds: Dataset) -> tuple[str, ...]:
     return tuple(v for v in {v.strip() for v in found} if len(v) >= MIN_IDENTIFIER_LENGTH)
 
 
+def _code_item(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.add(DataElement(0x00080100, "SH", value))
+    item.add(DataElement(0x00080102, "SH", "DCM"))
+    item.add(DataElement(0x00080104, "LO", meaning))
+    return item
+
+
 def _markers(out: Dataset, options: DeidOptions, burned_in: str | None) -> None:
+    """Patient Identity Removed, the De-identification Method and its codes (CID 7050),
+    Longitudinal Temporal Information Modified, and Burned In Annotation YES when at risk."""
     columns = options.columns
     codes = [BASIC_PROFILE_CODE] + [OPTION_CODES[c] for c in OptionColumn if c in columns]
-    out.PatientIdentityRemoved = "YES"
-    out.DeidentificationMethod = [METHOD_PREFIX, *(meaning[:64] for _, meaning in codes)]
-    items = []
-    for value, meaning in codes:
-        item = Dataset()
-        item.CodeValue = value
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = meaning
-        items.append(item)
-    out.DeidentificationMethodCodeSequence = Sequence(items)
-    out.LongitudinalTemporalInformationModified = options.date_handling.value
+    out.add(DataElement(0x00120062, "CS", "YES"))
+    method = [METHOD_PREFIX, *(meaning[:64] for _, meaning in codes)]
+    out.add(DataElement(0x00120063, "LO", method))
+    items = [_code_item(value, meaning) for value, meaning in codes]
+    out.add(DataElement(0x00120064, "SQ", Sequence(items)))
+    out.add(DataElement(0x00280303, "CS", options.date_handling.value))
     if burned_in is not None:
-        out.BurnedInAnnotation = "YES"
+        out.add(DataElement(0x00280301, "CS", "YES"))
 
 
 def _apply_overrides(out: Dataset, overrides: Iterable[tuple[str, str]]) -> None:
@@ -580,7 +620,7 @@ def deidentify(ds: Dataset, options: DeidOptions) -> DeidResult:
         columns=options.columns,
         date_handling=options.date_handling,
         date_offset=offset,
-        identifiers=_identifiers(ds),
+        identifiers=functools.partial(_identifiers, ds),
         pseudonym_values=pseudonym_values,
         enhanced="SharedFunctionalGroupsSequence" in ds,
         recurse=_recurse,

@@ -190,7 +190,7 @@ class Context:
     columns: frozenset[OptionColumn]
     date_handling: DateHandling
     date_offset: int
-    identifiers: tuple[str, ...]
+    identifiers: Callable[[], tuple[str, ...]]  # computed only when some text is cleaned
     pseudonym_values: Mapping[int, str]
     enhanced: bool
     recurse: Callable[[Dataset, Context, TextMode], Dataset]
@@ -199,10 +199,11 @@ class Context:
 
     def scrub(self, text: str) -> str:
         """Remove every identifying value of the instance from a free text (case-insensitive)."""
-        if not self.identifiers:
-            return text
         if self._scrubber is None:
-            alternatives = sorted(set(self.identifiers), key=len, reverse=True)
+            identifiers = self.identifiers()
+            if not identifiers:
+                return text
+            alternatives = sorted(set(identifiers), key=len, reverse=True)
             pattern = "|".join(re.escape(value) for value in alternatives)
             self._scrubber = re.compile(pattern, re.IGNORECASE)
         return self._scrubber.sub("", text)
