@@ -73,7 +73,7 @@ logger = logging.getLogger(__name__)
 
 
 class KeepOption(enum.Enum):
-    """``--keep`` values (CONTRACT.md): what a PS3.15 option column retains."""
+    """``--keep`` values (docs/cli.md `anonymize`): what a PS3.15 option column retains."""
 
     UIDS = "uids"
     DATES = "dates"
