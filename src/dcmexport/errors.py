@@ -45,3 +45,7 @@ class InputReadError(DcmExportError):
 
 class DeidentificationError(DcmExportError):
     """A dataset cannot be de-identified into a valid file (e.g. it has no SOP Instance UID)."""
+
+
+class ExcludedError(DcmExportError):
+    """An input left out on purpose (e.g. `--burned-in exclude`): a `skipped` row, not an error."""
