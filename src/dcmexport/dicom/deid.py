@@ -54,7 +54,6 @@ from .deid_table import Action, OptionColumn, RowKind, TableRow, rows_by_kind, r
 from .pseudonyms import key_from_text, random_key
 
 __all__ = [
-    "BurnedIn",
     "DateHandling",
     "DeidOptions",
     "DeidResult",
@@ -64,6 +63,7 @@ __all__ = [
     "burned_in_risk",
     "deidentified_path",
     "deidentify",
+    "instance_uid",
     "key_from_text",
     "random_key",
     "write_deidentified",
@@ -84,15 +84,6 @@ class KeepOption(enum.Enum):
     DESCRIPTORS = "descriptors"
     STRUCTURED_CONTENT = "structured-content"
     GRAPHICS = "graphics"
-
-
-class BurnedIn(enum.Enum):
-    """``--burned-in``: what to do with images that may carry burned-in text (``mask`` is a
-    value only: masking pixels is a separate capability; the engine treats it like ``warn``)."""
-
-    WARN = "warn"
-    EXCLUDE = "exclude"
-    MASK = "mask"
 
 
 KEEP_COLUMNS: Mapping[KeepOption, OptionColumn] = {
@@ -217,7 +208,9 @@ def _override(pair: tuple[str, str]) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class DeidOptions:
-    """How to de-identify: the key, the retained options, overrides, burned-in policy.
+    """How to de-identify: the key, the retained options and the ``--set`` overrides. (What
+    to do with images at risk of burned-in text is the batch's policy; `DeidResult.burned_in`
+    is the verdict.)
 
     `shift_dates` False without ``KeepOption.DATES`` gives the Basic Profile alone: dates
     are removed or emptied as the table says (Longitudinal Temporal Information REMOVED).
@@ -226,7 +219,6 @@ class DeidOptions:
     key: bytes
     keep: frozenset[KeepOption] = frozenset()
     overrides: tuple[tuple[str, str], ...] = ()
-    burned_in: BurnedIn = BurnedIn.WARN
     shift_dates: bool = True
 
     def __post_init__(self) -> None:
@@ -234,7 +226,6 @@ class DeidOptions:
             raise UsageError("the de-identification key is empty; give --key or omit it")
         object.__setattr__(self, "keep", frozenset(_keep_option(k) for k in self.keep))
         object.__setattr__(self, "overrides", tuple(_override(p) for p in self.overrides))
-        object.__setattr__(self, "burned_in", BurnedIn(self.burned_in))
 
     @property
     def date_handling(self) -> DateHandling:
@@ -634,6 +625,19 @@ def deidentify(ds: Dataset, options: DeidOptions) -> DeidResult:
     return DeidResult(
         dataset=out, map_entries=entries, burned_in=burned_in, date_offset_days=offset
     )
+
+
+def instance_uid(ds: Dataset, keyword: str, options: DeidOptions) -> str:
+    """The value `deidentify` gives the instance UID `keyword` (StudyInstanceUID,
+    SeriesInstanceUID, SOPInstanceUID) from a header alone, without the whole walk: the
+    batch names outputs with it before the instance is read in full."""
+    overrides = dict(options.overrides)
+    if keyword in overrides:
+        return overrides[keyword]
+    value = _text(ds, keyword)
+    if KeepOption.UIDS in options.keep:
+        return value
+    return pseudonyms.keyed_uid(options.key, value)
 
 
 def write_deidentified(ds: Dataset) -> bytes:

@@ -45,6 +45,12 @@ def _digest(key: bytes, purpose: str, value: str) -> bytes:
     return hmac.new(key, f"{purpose}\x00{value}".encode(), hashlib.sha256).digest()
 
 
+def keyed_token(key: bytes, purpose: str, value: str, length: int = 16) -> str:
+    """`length` hex digits of HMAC-SHA256(key, purpose, value): a pseudonymous handle for
+    a value that must not be shown or stored in clear (an input's path, a resume key)."""
+    return _digest(key, purpose, value).hex()[:length]
+
+
 def is_well_known_uid(uid: str) -> bool:
     """SOP classes, transfer syntaxes, coding schemes and other UIDs of the standard."""
     return uid in UID_dictionary or uid.startswith(WELL_KNOWN_ROOTS)

@@ -15,7 +15,7 @@ from typing import ClassVar
 from pydicom.dataset import Dataset
 
 from ..manifest import Kind, ManifestRow
-from ..options import ConvertOptions, MetadataFormat
+from ..options import ConvertOptions, MetadataFormat, MetadataPhi
 from ..store import LocalStore
 from .base import Instance, Level, Target
 
@@ -129,7 +129,10 @@ class SidecarExporter:
         rows: list[ManifestRow],
     ) -> list[ManifestRow]:
         render = sidecar_txt if options.metadata is MetadataFormat.TXT else sidecar_json
-        text = render(instance.ds, rows)
+        header = instance.ds if instance.metadata_ds is None else instance.metadata_ds
+        if options.metadata_phi is MetadataPhi.NONE:  # the input's path may name the patient
+            rows = [dataclasses.replace(r, source="", note="") for r in rows]
+        text = render(header, rows)
         (target,) = self.targets(instance, options)
         output = store.put(target.rel, text.encode("utf-8"))
         return [
