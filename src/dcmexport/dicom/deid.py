@@ -640,9 +640,14 @@ def instance_uid(ds: Dataset, keyword: str, options: DeidOptions) -> str:
     return pseudonyms.keyed_uid(options.key, value)
 
 
+#: Type 1 in every composite IOD: an instance without one is not storable (or was truncated)
+STORABLE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
 def write_deidentified(ds: Dataset) -> bytes:
-    """The bytes of a PS3.10 file (preamble, DICM, file meta) for a de-identified dataset."""
-    missing = [k for k in ("SOPClassUID", "SOPInstanceUID") if not _text(ds, k)]
+    """The bytes of a PS3.10 file (preamble, DICM, file meta) for a de-identified dataset;
+    `DeidentificationError` for one without the UIDs every composite instance has."""
+    missing = [k for k in STORABLE_UIDS if not _text(ds, k)]
     if missing:
         raise DeidentificationError(f"not a storable instance: no {' or '.join(missing)}")
     buffer = io.BytesIO()

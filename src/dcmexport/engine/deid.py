@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
+from ..dicom import decoding
 from ..dicom.deid import DeidOptions, deidentify
-from ..errors import ExcludedError
+from ..errors import ExcludedError, PixelDataError
 from ..manifest import ManifestRow
 from ..options import BurnedInPolicy, ConvertOptions, Product
 from ..sources import InputRef
@@ -39,6 +40,8 @@ def deidentified(
             "original files and patients (its instances are, one by one)"
         )
     if options.product is Product.DICOM:
+        if "Rows" in ds and decoding.pixel_keyword(ds) is None:
+            raise PixelDataError("an image header without its pixel data (a truncated file?)")
         _load_deferred_pixels(ds)
     result = deidentify(ds, deid)
     if result.burned_in is not None:

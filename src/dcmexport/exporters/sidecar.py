@@ -86,7 +86,8 @@ def summary_lines(ds: Dataset, rows: Sequence[ManifestRow]) -> list[str]:
     lines.append(f"{'Image:':<11} {_image_line(ds)}")
     if rows:
         lines.append(f"{'Window:':<11} {_window_line(rows)}")
-        lines.append(f"{'Written:':<11} {', '.join(r.output for r in rows)}")
+        if written := [r.output for r in rows if r.output]:
+            lines.append(f"{'Written:':<11} {', '.join(written)}")
     return lines
 
 
@@ -130,8 +131,8 @@ class SidecarExporter:
     ) -> list[ManifestRow]:
         render = sidecar_txt if options.metadata is MetadataFormat.TXT else sidecar_json
         header = instance.ds if instance.metadata_ds is None else instance.metadata_ds
-        if options.metadata_phi is MetadataPhi.NONE:  # the input's path may name the patient
-            rows = [dataclasses.replace(r, source="", note="") for r in rows]
+        if options.metadata_phi is MetadataPhi.NONE:  # input names may name the patient
+            rows = [dataclasses.replace(r, source="", output="", note="") for r in rows]
         text = render(header, rows)
         (target,) = self.targets(instance, options)
         output = store.put(target.rel, text.encode("utf-8"))
