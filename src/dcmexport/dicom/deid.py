@@ -25,10 +25,11 @@ import enum
 import functools
 import io
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom import dcmwrite
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -66,6 +67,7 @@ __all__ = [
     "instance_uid",
     "key_from_text",
     "random_key",
+    "save_deidentified",
     "write_deidentified",
 ]
 
@@ -647,12 +649,17 @@ STORABLE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesIns
 def write_deidentified(ds: Dataset) -> bytes:
     """The bytes of a PS3.10 file (preamble, DICM, file meta) for a de-identified dataset;
     `DeidentificationError` for one without the UIDs every composite instance has."""
+    buffer = io.BytesIO()
+    save_deidentified(ds, buffer)
+    return buffer.getvalue()
+
+
+def save_deidentified(ds: Dataset, target: str | os.PathLike[str] | BinaryIO) -> None:
+    """`write_deidentified` straight into a file: no in-memory copy of the pixel data."""
     missing = [k for k in STORABLE_UIDS if not _text(ds, k)]
     if missing:
         raise DeidentificationError(f"not a storable instance: no {' or '.join(missing)}")
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
+    dcmwrite(target, ds, enforce_file_format=True)
 
 
 def deidentified_path(ds: Dataset) -> PurePosixPath:
