@@ -55,13 +55,8 @@ def _median(command: list[str], out: Path, repeat: int) -> tuple[float, float]:
 
 
 def _ours(source: Path, out: Path, jobs: int) -> list[str]:
-    return [sys.executable, "-m", "dcmexport", "anonymize", str(source), "-o", str(out)] + [
-        "--key",
-        "benchmark key",
-        "-j",
-        str(jobs),
-        "-q",
-    ]
+    command = [sys.executable, "-m", "dcmexport", "anonymize", str(source), "-o", str(out)]
+    return [*command, "--key", "benchmark key", "-j", str(jobs), "-q"]
 
 
 def _dicognito(source: Path, out: Path) -> list[str]:
