@@ -390,3 +390,18 @@ def test_store_survives_pickling_and_a_stale_temp_name(tmp_path: Path) -> None:
     (store.temp_dir / f".tmp-{os.getpid()}-{peek + 1}.png").write_bytes(b"stale")
     assert store.put("c.png", b"3") == "c.png"
     assert (tmp_path / "out" / "c.png").read_bytes() == b"3"
+
+
+@pytest.mark.parametrize("level", [0, 1, 3])
+def test_png_idat_is_a_zlib_stream_with_the_reference_adler32(level: int) -> None:
+    """zlib itself checks the trailer: a wrong Adler-32 (seen once under load from ISA-L's
+    own framing) would fail here, as it fails in libpng-based viewers."""
+    import struct
+    import zlib
+
+    image = random_image((37, 53), np.uint8, seed=level)
+    data = encode_png(image, level=level)
+    length = struct.unpack(">I", data[33:37])[0]
+    assert data[37:41] == b"IDAT"
+    raw = zlib.decompress(data[41 : 41 + length])  # raises on a bad Adler-32
+    assert len(raw) == 37 * (53 + 1)

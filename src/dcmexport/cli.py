@@ -12,11 +12,22 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .errors import DcmExportError, NotDicomError, UsageError
 from .index.columns import IndexLevel
-from .options import MetadataFormat, StillFormat, VideoFormat, VolumeFormat
+from .options import (
+    BurnedInPolicy,
+    MetadataFormat,
+    MetadataPhi,
+    StillFormat,
+    VideoFormat,
+    VolumeFormat,
+)
+
+if TYPE_CHECKING:
+    from .dicom.deid import DeidOptions
 
 DEFAULT_INPUT = "dicom_data"
 DEFAULT_OUTPUT = "output"
@@ -51,6 +62,101 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (pip install 'dcmexport[dask]')",
     )
+
+
+#: the environment variable holding the de-identification key when --key is not given
+KEY_VARIABLE = "DCMEXPORT_KEY"
+
+
+def _add_deidentification(p: argparse.ArgumentParser) -> None:
+    """--key, --map, --set, --keep, --burned-in (anonymize, convert --anonymize)."""
+    from .dicom.deid import KeepOption
+
+    p.add_argument(
+        "--key",
+        metavar="SECRET",
+        help=f"the same key gives the same pseudonyms, UIDs and date shifts in every run "
+        f"(default: ${KEY_VARIABLE}, else a random key for this run)",
+    )
+    p.add_argument(
+        "--map",
+        metavar="FILE",
+        help="write the original -> pseudonym map (paths, patient IDs, UIDs, date offsets) "
+        "to FILE, a CSV for authorised re-linking; never inside OUT",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEYWORD=VALUE",
+        help="use VALUE instead of the generated value (repeatable), e.g. "
+        '--set PatientName="no name"',
+    )
+    p.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        choices=[k.value for k in KeepOption],
+        metavar="OPTION",
+        help="retain what a PS3.15 Annex E option retains (repeatable): "
+        + ", ".join(k.value for k in KeepOption)
+        + " (default: Basic Profile, dates shifted per patient)",
+    )
+    p.add_argument(
+        "--burned-in",
+        choices=[b.value for b in BurnedInPolicy],
+        default=BurnedInPolicy.WARN.value,
+        help="images that may carry burned-in text (ultrasound, secondary capture, Burned In "
+        "Annotation YES): warn (noted in the manifest) or exclude (skipped) (default: warn)",
+    )
+
+
+def _deid_options(args: argparse.Namespace) -> DeidOptions:
+    """The de-identification settings from --key / $DCMEXPORT_KEY, --keep and --set."""
+    import os
+
+    from .dicom.deid import DeidOptions, key_from_text, random_key
+
+    secret = args.key if args.key is not None else os.environ.get(KEY_VARIABLE)
+    overrides = []
+    for text in args.set:
+        keyword, sep, value = text.partition("=")
+        if not sep or not keyword.strip():
+            raise UsageError(f"--set {text!r}: use KEYWORD=VALUE, e.g. PatientName=anonymous")
+        overrides.append((keyword.strip(), value))
+    return DeidOptions(
+        key=key_from_text(secret) if secret else random_key(),
+        keep=frozenset(args.keep),
+        overrides=tuple(overrides),
+    )
+
+
+def _deid_given(args: argparse.Namespace) -> bool:
+    return bool(args.key or args.map or args.set or args.keep) or (
+        args.burned_in != BurnedInPolicy.WARN.value
+    )
+
+
+def _anonymize_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "anonymize",
+        help="de-identified DICOM copies (PS3.15 Annex E), with a manifest",
+        description="Write a de-identified copy of every DICOM input under OUT (PS3.15 Annex E "
+        "Basic Profile, dates shifted per patient), named by the new UIDs, and "
+        "OUT/manifest.csv. Inputs are never modified.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (recursed)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    _add_deidentification(p)
+    _add_execution(p)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="rewrite copies an earlier run made with the same key and options "
+        "(default: skip them, so a rerun resumes)",
+    )
+    _add_verbosity(p)
+    p.set_defaults(run=_run_anonymize)
 
 
 def _convert_parser(sub: argparse._SubParsersAction) -> None:
@@ -174,6 +280,20 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         "{PatientID}/{StudyDate}/{SeriesNumber}/{InstanceNumber}, series, flat) or a template "
         "of {Keyword} / {Keyword:04d} fields and {stem}, {index}, {frame}",
     )
+    p.add_argument(
+        "--metadata-phi",
+        choices=[m.value for m in MetadataPhi],
+        default=MetadataPhi.KEEP.value,
+        help="none: --metadata sidecars describe the de-identified header (no patient data) "
+        "while the images are converted as they are (default: keep)",
+    )
+    p.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="de-identify every input (PS3.15 Annex E) before anything is written: names, "
+        "layout values, sidecars and the manifest carry nothing identifying",
+    )
+    _add_deidentification(p)
     _add_execution(p)
     p.add_argument(
         "--overwrite",
@@ -270,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _convert_parser(sub)
+    _anonymize_parser(sub)
     _info_parser(sub)
     _index_parser(sub)
     _sample_parser(sub)
@@ -306,7 +427,18 @@ def _run_convert(args: argparse.Namespace) -> int:
         quality=args.quality,
         metadata=args.metadata,
         overwrite=args.overwrite,
+        anonymize=args.anonymize,
+        burned_in=args.burned_in,
+        metadata_phi=args.metadata_phi,
     )
+    deidentifying = args.anonymize or options.metadata_phi is MetadataPhi.NONE
+    if _deid_given(args) and not deidentifying:
+        raise UsageError(
+            "--key, --map, --set, --keep and --burned-in need --anonymize (or --metadata-phi none)"
+        )
+    deid = _deid_options(args) if deidentifying else None
+    if args.anonymize:
+        _redact_logged_paths()
     reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
     try:
         summary = convert(
@@ -316,6 +448,8 @@ def _run_convert(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             scheduler=args.scheduler,
             reporter=reporter,
+            deid=deid,
+            map_path=args.map,
         )
     finally:
         if reporter is not None:
@@ -338,10 +472,72 @@ def _run_convert(args: argparse.Namespace) -> int:
             f"manifest: {summary.manifest}",
             file=sys.stderr,
         )
+        _burned_in_line(summary.burned_in)
     if summary.found == 0:
-        _err(f"no files found in {', '.join(map(str, inputs))}")
+        where = "the given inputs" if args.anonymize else ", ".join(map(str, inputs))
+        _err(f"no files found in {where}")
     elif summary.exit_code == 2:
         _err("no convertible DICOM image found (see the manifest for why each was skipped)")
+    return summary.exit_code
+
+
+def _redact_logged_paths() -> None:
+    """De-identified runs: discovery's warnings name folders and files, which may name the
+    patient; they are logged without the path."""
+
+    def redact(record: logging.LogRecord) -> bool:
+        if record.name.startswith("dcmexport.sources"):
+            record.msg, record.args = "an input folder or DICOMDIR could not be read: skipped", ()
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
+
+
+def _burned_in_line(count: int) -> None:
+    if count:
+        print(
+            f"dcmexport: {count} image(s) may carry burned-in identifying text (kept with "
+            "Burned In Annotation YES; see the manifest notes, or use --burned-in exclude)",
+            file=sys.stderr,
+        )
+
+
+def _run_anonymize(args: argparse.Namespace) -> int:
+    from .engine.batch import anonymize
+    from .progress import ConsoleReporter
+
+    deid = _deid_options(args)
+    _redact_logged_paths()
+    reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
+    try:
+        summary = anonymize(
+            args.inputs,
+            args.output,
+            deid=deid,
+            burned_in=BurnedInPolicy(args.burned_in),
+            map_path=args.map,
+            overwrite=args.overwrite,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            reporter=reporter,
+        )
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if not args.quiet:
+        up_to_date = f", {summary.up_to_date} already up to date" if summary.up_to_date else ""
+        print(
+            f"anonymized {summary.converted} file(s){up_to_date}, skipped {summary.skipped}, "
+            f"failed {summary.failed} in {summary.elapsed:.1f} s "
+            f"({summary.files_per_second:.0f} files/s); manifest: {summary.manifest}",
+            file=sys.stderr,
+        )
+        _burned_in_line(summary.burned_in)
+    if summary.found == 0:
+        _err("no files found in the given inputs")
+    elif summary.exit_code == 2:
+        _err("no DICOM file to anonymize (see the manifest for why each was skipped)")
     return summary.exit_code
 
 

@@ -49,3 +49,11 @@ class VolumeError(DcmExportError):
 
 class ColourVolumeError(VolumeError):
     """A colour series (RGB, YBR, PALETTE COLOR) was asked for as a volume: only greyscale."""
+
+
+class DeidentificationError(DcmExportError):
+    """A dataset cannot be de-identified into a valid file (e.g. it has no SOP Instance UID)."""
+
+
+class ExcludedError(DcmExportError):
+    """An input left out on purpose (e.g. `--burned-in exclude`): a `skipped` row, not an error."""

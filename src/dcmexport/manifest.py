@@ -32,6 +32,7 @@ class Kind(str, enum.Enum):
     SERIES_VIDEO = "series-video"
     METADATA = "metadata"
     VOLUME = "volume"
+    DICOM = "dicom"  # a de-identified DICOM copy (`anonymize`)
 
     def __str__(self) -> str:
         return self.value

@@ -67,6 +67,29 @@ class VolumeFormat(str, enum.Enum):
         return {"nifti": ".nii.gz", "npz": ".npz", "none": ""}[self.value]
 
 
+class Product(str, enum.Enum):
+    """What a run writes per input: rendered images (`convert`) or DICOM copies (`anonymize`)."""
+
+    IMAGES = "images"
+    DICOM = "dicom"
+
+
+class BurnedInPolicy(str, enum.Enum):
+    """``--burned-in``: what a de-identified run does with images that may carry burned-in
+    identifying text (``mask`` is a separate capability, not accepted yet)."""
+
+    WARN = "warn"  # write it, keep Burned In Annotation YES, note it and count it
+    EXCLUDE = "exclude"  # write nothing for it: a `skipped` row with the reason
+
+
+class MetadataPhi(str, enum.Enum):
+    """``--metadata-phi``: whether `--metadata` sidecars of a run without `--anonymize` carry
+    patient data (`none`: the sidecar describes the de-identified header)."""
+
+    KEEP = "keep"
+    NONE = "none"
+
+
 class WindowKind(str, enum.Enum):
     """What a `--window` value asks for."""
 
@@ -221,12 +244,23 @@ class ConvertOptions:
     overwrite: bool = False
     #: one volume per series of slices and per enhanced multi-frame file (`--volume`)
     volume: VolumeFormat = VolumeFormat.NONE
+    #: images (`convert`) or de-identified DICOM copies (`anonymize`)
+    product: Product = Product.IMAGES
+    #: de-identify every input in memory before any exporter sees it (PS3.15 Annex E)
+    anonymize: bool = False
+    #: de-identified runs: images that may carry burned-in text are noted or left out
+    burned_in: BurnedInPolicy = BurnedInPolicy.WARN
+    #: sidecars without patient data in a run without `anonymize`
+    metadata_phi: MetadataPhi = MetadataPhi.KEEP
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", StillFormat(self.format))
         object.__setattr__(self, "video", VideoFormat(self.video))
         object.__setattr__(self, "metadata", MetadataFormat(self.metadata))
         object.__setattr__(self, "volume", VolumeFormat(self.volume))
+        object.__setattr__(self, "product", Product(self.product))
+        object.__setattr__(self, "burned_in", BurnedInPolicy(self.burned_in))
+        object.__setattr__(self, "metadata_phi", MetadataPhi(self.metadata_phi))
         if isinstance(self.window, str):
             object.__setattr__(self, "window", parse_window(self.window))
         if isinstance(self.layout, str):
@@ -243,3 +277,14 @@ class ConvertOptions:
             raise UsageError("--series-video needs --video mp4, gif or both")
         if not 1 <= self.quality <= 100:
             raise UsageError(f"--quality {self.quality}: use 1..100")
+        self._check_deidentification()
+
+    def _check_deidentification(self) -> None:
+        if self.product is Product.DICOM and not self.anonymize:
+            raise UsageError("DICOM copies are written de-identified only (dcmexport anonymize)")
+        if self.anonymize and self.series_video:
+            raise UsageError("--series-video is not available with --anonymize yet")
+        if self.anonymize and self.volume is not VolumeFormat.NONE:
+            raise UsageError("--volume is not available with --anonymize yet")
+        if self.metadata_phi is MetadataPhi.NONE and self.metadata is MetadataFormat.NONE:
+            raise UsageError("--metadata-phi none needs --metadata txt or json")

@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 import time
@@ -16,13 +17,23 @@ from typing import Any, Protocol
 
 from .. import sources
 from .._version import __version__
+from ..dicom.deid import DeidOptions, random_key
 from ..dicom.series import slice_infos
 from ..errors import UsageError
 from ..exporters import SeriesJob, plan_series_volumes, series_wanted
 from ..manifest import COLUMNS, MANIFEST_NAME, Kind, ManifestRow, Status, manifest_bytes
 from ..naming import NameRegistry
-from ..options import ConvertOptions, VolumeFormat
+from ..options import (
+    BurnedInPolicy,
+    ConvertOptions,
+    MetadataPhi,
+    Product,
+    VideoFormat,
+    VolumeFormat,
+)
 from ..store import LocalStore, write_atomic
+from .deid import count_burned_in
+from .deid_plan import DeidMap, check_map_path, plan_deidentified
 from .executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, executor, worker_slots
 from .plan import claim_volume_bases, plan, series_jobs
 from .state import RunState
@@ -37,6 +48,7 @@ __all__ = [
     "Reporter",
     "Summary",
     "WorkItem",
+    "anonymize",
     "convert",
     "convert_one",
 ]
@@ -58,6 +70,10 @@ class Summary:
     #: `--volume`: volumes made (or up to date), and volume parts refused with an error
     volumes: int = 0
     volumes_failed: int = 0
+    #: de-identified DICOM copies written (`anonymize`)
+    copies: int = 0
+    #: de-identified runs: inputs noted as possibly carrying burned-in text
+    burned_in: int = 0
     elapsed: float = 0.0
     output: Path = Path("output")
     manifest: Path = Path("output") / MANIFEST_NAME
@@ -88,12 +104,15 @@ class Summary:
 
     def add(self, result: FileResult) -> None:
         self.count_volumes(result.rows)
+        if result.status == Status.OK and count_burned_in(result.rows):
+            self.burned_in += 1
         if result.up_to_date:
             self.up_to_date += 1
         elif result.status == Status.OK:
             self.converted += 1
             self.images += sum(1 for row in result.rows if row.kind == Kind.IMAGE)
             self.videos += sum(1 for row in result.rows if row.kind == Kind.VIDEO)
+            self.copies += sum(1 for row in result.rows if row.kind == Kind.DICOM)
         elif result.status == Status.SKIPPED:
             self.skipped += 1
         else:
@@ -112,11 +131,17 @@ class Reporter(Protocol):
     def result(self, result: Any) -> None: ...
 
 
-def options_key(options: ConvertOptions) -> str:
-    """A digest of everything that decides the outputs: a rerun with another key redoes all."""
+def options_key(options: ConvertOptions, deid: DeidOptions | None = None) -> str:
+    """A digest of everything that decides the outputs: a rerun with another key redoes all.
+
+    De-identification settings enter keyed (HMAC with the run's key), so the state in OUT
+    holds nothing from which the key could be guessed."""
     fields = dataclasses.asdict(options)
     fields.pop("overwrite", None)
     text = json.dumps([__version__, COLUMNS, fields], sort_keys=True, default=str)
+    if deid is not None:
+        settings = json.dumps([sorted(k.value for k in deid.keep), deid.overrides])
+        text += hmac.new(deid.key, settings.encode(), hashlib.sha256).hexdigest()
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -133,6 +158,8 @@ def convert(
     jobs: int | None = None,
     scheduler: str | None = None,
     reporter: Reporter | None = None,
+    deid: DeidOptions | None = None,
+    map_path: str | os.PathLike[str] | None = None,
     **option_values: Any,
 ) -> Summary:
     """Convert every DICOM image under `inputs` into `output`, and write its manifest.
@@ -141,6 +168,11 @@ def convert(
     ``window``, ``raw``, ``frames``, ``quality``, ``overwrite``). `jobs` worker processes
     (default: all cores; 1 = in-process) or a Dask `scheduler` address (``tcp://host:8786``).
     A rerun skips inputs already converted with the same options unless ``overwrite=True``.
+
+    ``anonymize=True`` de-identifies every input (PS3.15 Annex E) with `deid` (its key,
+    ``--keep``, ``--set``; a random key when None) before anything is written, names outputs
+    by the new UIDs and the manifest's sources by the new SOP Instance UID; `map_path` (never
+    inside `output`) then receives the original → pseudonym map.
     """
     if options is not None and option_values:
         raise UsageError("pass either options=ConvertOptions(...) or keyword options, not both")
@@ -150,6 +182,10 @@ def convert(
         raise UsageError(f"output {out_root} exists and is not a folder")
     paths = [Path(p) for p in inputs]
     n_jobs = check_run(paths, jobs)
+    deid = _run_deid(opts, deid, map_path)
+    deid_map = None
+    if map_path is not None:
+        map_file, deid_map = check_map_path(map_path, out_root), DeidMap()
     started = time.perf_counter()
     summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
     store = LocalStore(out_root)
@@ -158,11 +194,16 @@ def convert(
         store.clear_temp()
         if reporter is not None:
             reporter.start(sources.count_files(paths, exclude))
-        state = RunState(store, options_key(opts))
+        state = RunState(store, options_key(opts, deid))
         try:
             workers = worker_slots(pool, n_jobs)
             registry = NameRegistry()
-            planned = plan(sources.discover(paths, exclude), registry, opts)
+            found = sources.discover(paths, exclude)
+            if opts.anonymize:
+                assert deid is not None
+                planned = plan_deidentified(found, registry, opts, deid, deid_map)
+            else:
+                planned = plan(found, registry, opts)
             slices: dict[str, str] = {}  # single-frame images converted: source -> output
             want_series = series_wanted(opts)
 
@@ -184,10 +225,11 @@ def convert(
                 1 if pool is None else CHUNK_SIZE,
                 opts,
                 run_store,
+                deid,
             ):
                 for item, result in zip(chunk, results, strict=True):
                     state.record(
-                        result.source,
+                        item.key,
                         result.seq,
                         result.status,
                         result.rows,
@@ -197,10 +239,62 @@ def convert(
             if slices:
                 _series(slices, registry, state, pool, opts, run_store, workers, summary)
             write_manifest(summary.manifest, state.rows_of_this_run())
+            if deid_map is not None:
+                deid_map.write(map_file)
         finally:
             state.close()
     summary.elapsed = time.perf_counter() - started
     return summary
+
+
+def _run_deid(
+    options: ConvertOptions,
+    deid: DeidOptions | None,
+    map_path: str | os.PathLike[str] | None,
+) -> DeidOptions | None:
+    """The run's de-identification settings: given, or a random key per run when needed."""
+    needed = options.anonymize or options.metadata_phi is MetadataPhi.NONE
+    if deid is not None and not needed:
+        raise UsageError("--key, --keep and --set need --anonymize (or --metadata-phi none)")
+    if map_path is not None and not options.anonymize:
+        raise UsageError("--map needs --anonymize")
+    if needed and deid is None:
+        deid = DeidOptions(key=random_key())
+    return deid
+
+
+def anonymize(
+    inputs: Iterable[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    deid: DeidOptions | None = None,
+    burned_in: BurnedInPolicy = BurnedInPolicy.WARN,
+    map_path: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    reporter: Reporter | None = None,
+) -> Summary:
+    """De-identified DICOM copies of every input under `output` (``dcmexport anonymize``):
+    the batch of `convert` (workers, Dask, progress, resume, manifest) writing one
+    ``<new Study UID>/<new Series UID>/<new SOP UID>.dcm`` per DICOM input."""
+    options = ConvertOptions(
+        product=Product.DICOM,
+        anonymize=True,
+        burned_in=burned_in,
+        video=VideoFormat.NONE,
+        overwrite=overwrite,
+    )
+    return convert(
+        inputs,
+        output,
+        options=options,
+        jobs=jobs,
+        scheduler=scheduler,
+        reporter=reporter,
+        deid=deid,
+        map_path=map_path,
+    )
 
 
 @contextlib.contextmanager
@@ -306,7 +400,7 @@ def _skip_up_to_date(
     for item in items:
         rows = None
         if state.has_history and not options.overwrite:  # a fresh OUT: no stat, no lookup
-            rows = state.up_to_date(item.source, item.seq, item.base, sources.fingerprint(item.ref))
+            rows = state.up_to_date(item.key, item.seq, item.base, sources.fingerprint(item.ref))
         if rows is None:
             yield item
             continue

@@ -16,12 +16,28 @@ from collections.abc import Callable
 
 from .. import sources
 from ..dicom import decoding
-from ..errors import DcmExportError, InputReadError, NoPixelDataError, NotDicomError
-from ..exporters import SeriesJob, export_instance, export_series, open_instance
+from ..dicom.deid import DeidOptions
+from ..errors import (
+    DcmExportError,
+    ExcludedError,
+    InputReadError,
+    NoPixelDataError,
+    NotDicomError,
+)
+from ..exporters import (
+    DicomObject,
+    SeriesJob,
+    export_instance,
+    export_object,
+    export_series,
+    objects_wanted,
+    open_instance,
+)
 from ..manifest import ManifestRow, Status
-from ..options import ConvertOptions
+from ..options import ConvertOptions, MetadataPhi
 from ..sources import InputRef
 from ..store import LocalStore
+from .deid import deidentified, redacted, sidecar_header
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +57,14 @@ class WorkItem:
     note: str = ""
     seq: int = 0
     frame_bases: tuple[tuple[int, str], ...] = ()
+    #: the resume state's key when it must not be `source` (de-identified runs: a keyed
+    #: hash of the input's path, which the state never stores in clear)
+    state_key: str = ""
+
+    @property
+    def key(self) -> str:
+        """The input's key in the resume state."""
+        return self.state_key or self.source
 
 
 @dataclasses.dataclass
@@ -68,7 +92,7 @@ def guarded(source: str, seq: int, note: str, work: Callable[[], list[ManifestRo
             warnings.simplefilter("ignore")
             rows = work()
         return FileResult(source, Status.OK, rows, seq=seq)
-    except (NotDicomError, NoPixelDataError) as exc:
+    except (NotDicomError, NoPixelDataError, ExcludedError) as exc:
         status, reason, detail = Status.SKIPPED, str(exc), ""
     except DcmExportError as exc:
         status, reason, detail = Status.ERROR, str(exc), ""
@@ -91,37 +115,58 @@ def part_failed(result: FileResult) -> FileResult:
     return result
 
 
-def _convert(item: WorkItem, options: ConvertOptions, store: LocalStore) -> list[ManifestRow]:
+def _convert(
+    item: WorkItem, options: ConvertOptions, store: LocalStore, deid: DeidOptions | None
+) -> list[ManifestRow]:
     if item.ref.problem:
         raise InputReadError(item.ref.problem)
     data = sources.open_input(item.ref)
     ds = decoding.read_dataset(data)
+    note, metadata_ds = item.note, None
+    if deid is not None and options.anonymize:  # once, before any exporter sees it
+        ds, note = deidentified(ds, options, deid, note)
+    elif deid is not None and options.metadata_phi is MetadataPhi.NONE:
+        metadata_ds = sidecar_header(ds, deid)
+    if objects_wanted(options):
+        return export_object(DicomObject(ds, item.source, item.base, note), options, store)
     instance = open_instance(
         ds,
         source=item.source,
         base=item.base,
-        note=item.note,
+        note=note,
         frame_bases=dict(item.frame_bases),
         pixel_path=data if isinstance(data, str) else None,
+        metadata_ds=metadata_ds,
     )
     return export_instance(instance, options, store)
 
 
 def convert_one(
-    item: WorkItem, options: ConvertOptions, out_root: str | os.PathLike[str] | LocalStore
+    item: WorkItem,
+    options: ConvertOptions,
+    out_root: str | os.PathLike[str] | LocalStore,
+    deid: DeidOptions | None = None,
 ) -> FileResult:
-    """Convert one input; every expected problem becomes a `skipped` or `error` result."""
+    """Convert one input; every expected problem becomes a `skipped` or `error` result.
+
+    With `deid` and ``options.anonymize`` the input is de-identified before anything is
+    written, and the result names it by its pseudonymous id only.
+    """
     store = out_root if isinstance(out_root, LocalStore) else LocalStore(out_root)
-    return part_failed(
-        guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store))
+    result = part_failed(
+        guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store, deid))
     )
+    return redacted(result, item.ref) if options.anonymize else result
 
 
 def convert_many(
-    items: list[WorkItem], options: ConvertOptions, store: LocalStore
+    items: list[WorkItem],
+    options: ConvertOptions,
+    store: LocalStore,
+    deid: DeidOptions | None = None,
 ) -> list[FileResult]:
     """Convert a chunk of inputs in one task: amortises a process pool's per-task overhead."""
-    return [convert_one(item, options, store) for item in items]
+    return [convert_one(item, options, store, deid) for item in items]
 
 
 def convert_series(job: SeriesJob, options: ConvertOptions, store: LocalStore) -> FileResult:

@@ -28,6 +28,8 @@ class Level(str, enum.Enum):
 
     INSTANCE = "instance"
     SERIES = "series"
+    #: any DICOM object, image or not (a DICOM copy)
+    OBJECT = "object"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Instance:
     frame_bases: dict[int, str] = dataclasses.field(default_factory=dict)
     #: the local path to stream large pixel data from (None when the input is in memory)
     pixel_path: str | None = None
+    #: the header sidecars describe, when it is not `ds` (`--metadata-phi none`: de-identified)
+    metadata_ds: Dataset | None = None
 
 
 def open_instance(
@@ -64,6 +68,7 @@ def open_instance(
     note: str = "",
     frame_bases: dict[int, str] | None = None,
     pixel_path: str | None = None,
+    metadata_ds: Dataset | None = None,
 ) -> Instance:
     """An `Instance` for `ds`; `NoPixelDataError` for objects without an image (SR, RT)."""
     desc = check_renderable(ds)
@@ -76,7 +81,18 @@ def open_instance(
         note,
         frame_bases or {},
         pixel_path,
+        metadata_ds,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class DicomObject:
+    """One input read as a dataset, whatever it holds: what an object exporter is handed."""
+
+    ds: Dataset
+    source: str
+    base: str
+    note: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +134,18 @@ class InstanceExporter(Protocol):
         options: ConvertOptions,
         store: LocalStore,
         rows: list[ManifestRow],
+    ) -> list[ManifestRow]: ...
+
+
+class ObjectExporter(Protocol):
+    """Writes what one DICOM object yields, whether or not it is an image (a DICOM copy)."""
+
+    level: ClassVar[Level]
+
+    def wanted(self, options: ConvertOptions) -> bool: ...
+
+    def write(
+        self, obj: DicomObject, options: ConvertOptions, store: LocalStore
     ) -> list[ManifestRow]: ...
 
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 from pydicom.dataset import Dataset
 
 from ..manifest import Kind, ManifestRow
-from ..options import ConvertOptions, MetadataFormat
+from ..options import ConvertOptions, MetadataFormat, MetadataPhi
 from ..store import LocalStore
 from .base import Instance, Level, Target
 
@@ -86,7 +86,8 @@ def summary_lines(ds: Dataset, rows: Sequence[ManifestRow]) -> list[str]:
     lines.append(f"{'Image:':<11} {_image_line(ds)}")
     if rows:
         lines.append(f"{'Window:':<11} {_window_line(rows)}")
-        lines.append(f"{'Written:':<11} {', '.join(r.output for r in rows)}")
+        if written := [r.output for r in rows if r.output]:
+            lines.append(f"{'Written:':<11} {', '.join(written)}")
     return lines
 
 
@@ -129,7 +130,10 @@ class SidecarExporter:
         rows: list[ManifestRow],
     ) -> list[ManifestRow]:
         render = sidecar_txt if options.metadata is MetadataFormat.TXT else sidecar_json
-        text = render(instance.ds, rows)
+        header = instance.ds if instance.metadata_ds is None else instance.metadata_ds
+        if options.metadata_phi is MetadataPhi.NONE:  # input names may name the patient
+            rows = [dataclasses.replace(r, source="", output="", note="") for r in rows]
+        text = render(header, rows)
         (target,) = self.targets(instance, options)
         output = store.put(target.rel, text.encode("utf-8"))
         return [
