@@ -41,3 +41,12 @@ class OutsideOutputError(DcmExportError):
 
 class InputReadError(DcmExportError):
     """The input file could not be read (vanished, no permission, I/O error)."""
+
+
+class ServerError(DcmExportError):
+    """A PACS or DICOMweb server refused or failed a request (bad credentials, 4xx/5xx, DIMSE
+    failure status) after any retries."""
+
+
+class ServerUnreachableError(ServerError, ConnectionError):
+    """A PACS or DICOMweb server could not be reached at all (refused, timed out, no route)."""
