@@ -77,8 +77,12 @@ def _ae(server: Server) -> AE:
 def _association(server: Server, ae: AE, **kwargs: Any) -> Iterator[Association]:
     """An established association to `server`, released at the end; typed errors otherwise."""
 
+    handlers = [*kwargs.pop("evt_handlers", []), (evt.EVT_CONN_OPEN, _no_delay)]
+
     def attempt() -> Association:
-        assoc = ae.associate(server.host, server.port, ae_title=server.called_aet, **kwargs)
+        assoc = ae.associate(
+            server.host, server.port, ae_title=server.called_aet, evt_handlers=handlers, **kwargs
+        )
         if assoc.is_established:
             return assoc
         if assoc.is_rejected:
@@ -97,6 +101,15 @@ def _association(server: Server, ae: AE, **kwargs: Any) -> Iterator[Association]
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _no_delay(event: evt.Event) -> None:
+    """TCP_NODELAY: DIMSE is request/response in small PDUs, and Nagle's algorithm with
+    delayed ACKs costs ~40 ms per message (C-FIND and C-GET run twice as fast without it)."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _tcp_reason(server: Server) -> str:
