@@ -161,12 +161,8 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obje
         if joined:
             _setns(home)
         os.close(home)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.kill()  # its storage is a temporary folder: no clean shutdown needed (~3 s)
+        process.wait()
         log.close()
 
 
