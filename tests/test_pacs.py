@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import io
 import json
 import os
@@ -21,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -97,9 +99,8 @@ def _distinct_copy(
     ds.PatientID, ds.StudyDate, ds.AccessionNumber = patient_id, date, accession
     ds.StudyInstanceUID = f"2.25.{4711000 + n}"
     ds.SeriesInstanceUID = f"2.25.{4712000 + n}.{ds.get('SeriesNumber', 1)}"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
-        f"2.25.{4713000 + n}.{src.stem[-4:].lstrip('0') or 0}"
-    )
+    sop_uid = pydicom.uid.UID(f"2.25.{4713000 + n}.{src.stem[-4:].lstrip('0') or 0}")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
     dst.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(dst, enforce_file_format=True)
     return dst
@@ -166,7 +167,7 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obje
         log.close()
 
 
-def _upload_all(session: requests.Session, folder: Path) -> dict[str, Path]:
+def _upload_all(session: Any, folder: Path) -> dict[str, Path]:
     """Upload the sample set (one file per SOP Instance UID) and two other patients' studies
     through Orthanc's REST API; returns SOP Instance UID → the file sent."""
     samples = [
@@ -201,25 +202,30 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DCMEXPORT_PASSWORD", PASSWORD)
 
 
-def _studies(files: dict[str, Path]) -> dict[str, dict[str, object]]:
+@dataclasses.dataclass
+class Study:
+    """What we uploaded for one study: the oracle for `query`."""
+
+    patient: str
+    date: str
+    accession: str
+    modalities: set[str] = dataclasses.field(default_factory=set)
+    series: set[str] = dataclasses.field(default_factory=set)
+    n: int = 0
+
+
+def _studies(files: dict[str, Path]) -> dict[str, Study]:
     """Per study, from the uploaded files: patient, date, accession, modalities, counts."""
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, Study] = {}
     for path in files.values():
         ds = _dataset(path)
         study = out.setdefault(
-            ds.StudyInstanceUID,
-            {
-                "patient": ds.PatientID,
-                "date": ds.StudyDate,
-                "accession": ds.AccessionNumber,
-                "modalities": set(),
-                "series": set(),
-                "n": 0,
-            },
+            str(ds.StudyInstanceUID),
+            Study(str(ds.PatientID), str(ds.StudyDate), str(ds.AccessionNumber)),
         )
-        study["modalities"].add(ds.Modality)  # type: ignore[union-attr]
-        study["series"].add(ds.SeriesInstanceUID)  # type: ignore[union-attr]
-        study["n"] += 1  # type: ignore[operator]
+        study.modalities.add(str(ds.Modality))
+        study.series.add(str(ds.SeriesInstanceUID))
+        study.n += 1
     return out
 
 
@@ -237,18 +243,18 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     ("filters", "predicate"),
     [
         ([], lambda s: True),
-        (["--patient-id", "SAMP*"], lambda s: str(s["patient"]).startswith("SAMP")),
+        (["--patient-id", "SAMP*"], lambda s: s.patient.startswith("SAMP")),
         (
             ["--patient-id", "SAMPLE00?"],
-            lambda s: len(str(s["patient"])) == 9 and str(s["patient"]).startswith("SAMPLE00"),
+            lambda s: len(s.patient) == 9 and s.patient.startswith("SAMPLE00"),
         ),
         (
             ["--study-date", "20240101-20240131"],
-            lambda s: "20240101" <= str(s["date"]) <= "20240131",
+            lambda s: "20240101" <= s.date <= "20240131",
         ),
-        (["--study-date", "20231201"], lambda s: s["date"] == "20231201"),
-        (["--modality", "MR"], lambda s: "MR" in s["modalities"]),  # type: ignore[operator]
-        (["--accession", "ACC2"], lambda s: s["accession"] == "ACC2"),
+        (["--study-date", "20231201"], lambda s: s.date == "20231201"),
+        (["--modality", "MR"], lambda s: "MR" in s.modalities),
+        (["--accession", "ACC2"], lambda s: s.accession == "ACC2"),
     ],
     ids=[
         "all",
@@ -275,23 +281,23 @@ def test_query_finds_the_matching_studies(
     assert {r["study_uid"] for r in rows} == expected
     for row in rows:  # the counts Orthanc reports are those of what we uploaded
         study = studies[row["study_uid"]]
-        assert int(row["series"]) == len(study["series"])  # type: ignore[arg-type]
-        assert int(row["instances"]) == study["n"]
-        assert set(row["modality"].split("/")) == study["modalities"]
-        assert row["patient_id"] == study["patient"]
+        assert int(row["series"]) == len(study.series)
+        assert int(row["instances"]) == study.n
+        assert set(row["modality"].split("/")) == study.modalities
+        assert row["patient_id"] == study.patient
     assert all(uid in out for uid in expected)  # the printed table has them too
 
 
 @SERVERS
 def test_query_by_uid_and_series_level(orthanc, credentials, capsys, tmp_path, server) -> None:
     studies = _studies(orthanc["files"])
-    other = sorted(uid for uid, s in studies.items() if str(s["patient"]) != "SAMPLE001")
+    other = sorted(uid for uid, s in studies.items() if s.patient != "SAMPLE001")
     code, out, err = _run(
         ["query", server, *[a for uid in other for a in ("--study", uid)]], capsys
     )
     assert code == 0, err
     assert {re.findall(r"2\.25\.[0-9.]+", line)[0] for line in out.splitlines()[1:]} == set(other)
-    series_uid = sorted(studies[other[0]]["series"])[0]  # type: ignore[call-overload]
+    series_uid = sorted(studies[other[0]].series)[0]
     table = tmp_path / "series.parquet"
     code, out, err = _run(
         ["query", server, "--series", series_uid, "--level", "series", "-o", str(table)], capsys
@@ -331,7 +337,7 @@ def _body(data: bytes) -> tuple[str, bytes]:
 def test_pull_dicomweb_is_byte_identical_and_resumes(
     orthanc, credentials, capsys, tmp_path
 ) -> None:
-    files: dict[str, Path] = orthanc["files"]  # type: ignore[assignment]
+    files: dict[str, Path] = orthanc["files"]
     out = tmp_path / "pulled"
     code, _, err = _run(["pull", WEB, "-o", str(out), "-q"], capsys)
     assert code == 0, err
@@ -360,9 +366,9 @@ def test_pull_dicomweb_is_byte_identical_and_resumes(
 
 
 def test_pull_dimse_keeps_the_stored_data_set(orthanc, capsys, tmp_path) -> None:
-    files: dict[str, Path] = orthanc["files"]  # type: ignore[assignment]
+    files: dict[str, Path] = orthanc["files"]
     studies = _studies(files)
-    sample = next(uid for uid, s in studies.items() if s["patient"] == "SAMPLE001")
+    sample = next(uid for uid, s in studies.items() if s.patient == "SAMPLE001")
     out = tmp_path / "pulled"
     code, _, err = _run(["pull", DIMSE, "--study", sample, "-o", str(out), "-q"], capsys)
     assert code == 0, err
@@ -379,7 +385,7 @@ def test_pull_dimse_keeps_the_stored_data_set(orthanc, capsys, tmp_path) -> None
 
 
 def test_pull_dimse_modality_filter_takes_only_those_series(orthanc, capsys, tmp_path) -> None:
-    files: dict[str, Path] = orthanc["files"]  # type: ignore[assignment]
+    files: dict[str, Path] = orthanc["files"]
     out = tmp_path / "mr"
     code, _, err = _run(
         ["pull", DIMSE, "--modality", "MR", "--patient-id", "OTHER*", "-o", str(out), "-q"], capsys
