@@ -560,7 +560,7 @@ def _run_pull(args: argparse.Namespace) -> int:
             args.output,
             jobs=args.jobs,
             on_start=reporter.start if reporter else None,
-            on_result=reporter.result if reporter else None,  # type: ignore[arg-type]
+            on_result=reporter.result if reporter else None,
         )
     finally:
         if reporter is not None:

@@ -31,6 +31,7 @@ class Kind(str, enum.Enum):
     VIDEO = "video"
     SERIES_VIDEO = "series-video"
     METADATA = "metadata"
+    DICOM = "dicom"  # a DICOM file fetched from a server (`pull`)
 
     def __str__(self) -> str:
         return self.value

@@ -21,16 +21,12 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from ..errors import ServerError
-from ..layout import inside_output
-from ..manifest import ManifestRow, write_manifest
-from ..writers import write_atomic
+from ..manifest import MANIFEST_NAME, Kind, ManifestRow, Status, manifest_bytes
+from ..store import LocalStore
 from . import query
 from .servers import InstanceRef, QueryFilters, Server, ServerKind
 
 logger = logging.getLogger(__name__)
-
-MANIFEST = "manifest.csv"
-KIND = "dicom"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +34,7 @@ class InstanceResult:
     """What happened to one instance (duck-types the CLI reporter's file result)."""
 
     source: str
-    status: str  # ok | error
+    status: Status
     output: str = ""
     reason: str = ""
     up_to_date: bool = False
@@ -50,7 +46,7 @@ class InstanceResult:
             output=self.output,
             status=self.status,
             error=self.reason,
-            kind=KIND if self.output else "",
+            kind=Kind.DICOM if self.output else "",
             note="already present" if self.up_to_date else "",
         )
 
@@ -68,7 +64,7 @@ class PullSummary:
 
     @property
     def manifest(self) -> Path:
-        return self.out_dir / MANIFEST
+        return self.out_dir / MANIFEST_NAME
 
     @property
     def exit_code(self) -> int:
@@ -102,9 +98,7 @@ def verify_instance(data: bytes, ref: InstanceRef) -> None:
 def store_instance(out_dir: Path, ref: InstanceRef, data: bytes) -> str:
     """Verify `data` and write it atomically under its UID name; returns the relative path."""
     verify_instance(data, ref)
-    rel = ref.relative_path
-    write_atomic(inside_output(out_dir, rel), data)
-    return rel.as_posix()
+    return LocalStore(out_dir).put(ref.relative_path, data)
 
 
 def _fetch_one(server: Server, ref: InstanceRef, out_dir: Path) -> list[InstanceResult]:
@@ -115,8 +109,8 @@ def _fetch_one(server: Server, ref: InstanceRef, out_dir: Path) -> list[Instance
     except ConnectionError:
         raise  # the server went away: the whole pull stops
     except Exception as exc:
-        return [InstanceResult(source, "error", reason=str(exc) or type(exc).__name__)]
-    return [InstanceResult(source, "ok", output)]
+        return [InstanceResult(source, Status.ERROR, reason=str(exc) or type(exc).__name__)]
+    return [InstanceResult(source, Status.OK, output)]
 
 
 def _fetch_series(
@@ -130,10 +124,12 @@ def _fetch_series(
 
     failures = query.fetch_series(server, refs, sink)
     return [
-        InstanceResult(ref.source(server), "ok", done[ref.sop_instance_uid])
+        InstanceResult(ref.source(server), Status.OK, done[ref.sop_instance_uid])
         if ref.sop_instance_uid in done
         else InstanceResult(
-            ref.source(server), "error", reason=failures.get(ref.sop_instance_uid, "not received")
+            ref.source(server),
+            Status.ERROR,
+            reason=failures.get(ref.sop_instance_uid, "not received"),
         )
         for ref in refs
     ]
@@ -166,7 +162,7 @@ def pull(
 
     def record(result: InstanceResult) -> None:
         results.append(result)
-        if result.status == "error":
+        if result.status == Status.ERROR:
             summary.failed += 1
         elif result.up_to_date:
             summary.present += 1
@@ -179,11 +175,11 @@ def pull(
     for ref in refs:
         if not ref.valid:
             reason = "refused: a UID from the server is not digits and dots"
-            record(InstanceResult(ref.source(server), "error", reason=reason))
+            record(InstanceResult(ref.source(server), Status.ERROR, reason=reason))
         elif (out / ref.relative_path).is_file():
             record(
                 InstanceResult(
-                    ref.source(server), "ok", ref.relative_path.as_posix(), up_to_date=True
+                    ref.source(server), Status.OK, ref.relative_path.as_posix(), up_to_date=True
                 )
             )
         else:
@@ -192,7 +188,8 @@ def pull(
         out.mkdir(parents=True, exist_ok=True)
         _run(server, todo, out, max(1, jobs), record)
     if summary.found:
-        write_manifest(out / MANIFEST, [r.row() for r in sorted(results, key=lambda r: r.source)])
+        rows = [r.row() for r in sorted(results, key=lambda r: r.source)]
+        LocalStore(out).put(MANIFEST_NAME, manifest_bytes(rows))
     summary.elapsed = time.monotonic() - started
     return summary
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from ..errors import ServerError, UsageError
-from ..writers import write_atomic
+from ..store import write_atomic
 from . import dicomweb, dimse
 from .servers import (
     InstanceRef,
