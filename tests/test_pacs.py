@@ -476,3 +476,176 @@ def test_multipart_is_split_into_parts() -> None:
     assert dicomweb.split_multipart(
         'multipart/related; type="application/dicom"; boundary=XYZ', body
     ) == [b"AAA", b"B\r\nB"]
+
+
+# --------------------------------------------------------------------------- convert SERVER
+
+
+def _outputs(out: Path, sop_of: dict[str, str]) -> dict[tuple[str, str, str, str], Path]:
+    """(SOP Instance UID, kind, frame, extension) → output file, from OUT/manifest.csv;
+    `sop_of` maps a manifest source to its SOP Instance UID."""
+    import csv
+
+    found: dict[tuple[str, str, str, str], Path] = {}
+    with (out / "manifest.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            assert row["status"] == "ok", row
+            if row["output"]:
+                key = (sop_of[row["source"]], row["kind"], row["frame"], Path(row["output"]).suffix)
+                found[key] = out / row["output"]
+    return found
+
+
+def _server_sop(source: str) -> str:
+    return source.rsplit("/instances/", 1)[1]
+
+
+def _frame_count(path: Path) -> int:
+    tool = shutil.which("ffprobe")
+    if tool is None:
+        pytest.skip("ffprobe is not installed: apt-get install ffmpeg")
+    command = [tool, "-v", "error", "-count_packets", "-select_streams", "v:0"]
+    command += ["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", str(path)]
+    return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+@pytest.fixture(scope="module")
+def subset(orthanc: dict[str, Any]) -> tuple[dict[str, Path], list[str]]:
+    """The CT and XA series (single frames in every encoding, a 30-frame cine): the files,
+    and the `--series` filters that select them on the server."""
+    files: dict[str, Path] = orthanc["files"]
+    chosen = {sop: p for sop, p in files.items() if _dataset(p).Modality in ("CT", "XA")}
+    series = sorted({str(_dataset(p).SeriesInstanceUID) for p in chosen.values()})
+    return chosen, [arg for uid in series for arg in ("--series", uid)]
+
+
+@pytest.fixture(scope="module")
+def folder_outputs(
+    subset: tuple[dict[str, Path], list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str, str, str], Path]:
+    """The oracle for `convert SERVER`: the same files converted from disk."""
+    files = subset[0]
+    out = tmp_path_factory.mktemp("from-disk") / "out"
+    code = main(["convert", *map(str, files.values()), "-o", str(out), "-j", "2", "-q"])
+    assert code == 0
+    return _outputs(out, {str(path): sop for sop, path in files.items()})
+
+
+class _Counted:
+    """Counts the fetches (WADO-RS retrievals, C-GETs) of an in-process run."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from dcmexport.sources import dimse
+
+        self.calls = 0
+        for module, name in ((dicomweb, "retrieve_instance"), (dimse, "get_instance")):
+            monkeypatch.setattr(module, name, self._wrap(getattr(module, name)))
+
+    def _wrap(self, fetch: Any) -> Any:
+        def counted(*args: Any) -> Any:
+            self.calls += 1
+            return fetch(*args)
+
+        return counted
+
+
+@SERVERS
+def test_convert_server_writes_what_a_folder_run_writes_and_resumes(
+    orthanc, credentials, subset, folder_outputs, capsys, tmp_path, monkeypatch, server
+) -> None:
+    files, series = subset
+    out = tmp_path / "out"
+    code, _, err = _run(["convert", server, *series, "-o", str(out), "-j", "2", "-q"], capsys)
+    assert code == 0, err
+    with (out / "manifest.csv").open() as f:
+        import csv
+
+        sources = {row["source"] for row in csv.DictReader(f)}
+    assert all(s.startswith(f"{server}/studies/") for s in sources) and PASSWORD not in str(sources)
+    got = _outputs(out, {s: _server_sop(s) for s in sources})
+    assert set(got) == set(folder_outputs) and {k[0] for k in got} == set(files)
+    assert {k[3] for k in got} == {".png", ".gif", ".mp4"}
+    for key, path in got.items():
+        ds = _dataset(files[key[0]])
+        # PHI-free names: <StudyUID>/<SeriesUID>/<SOPUID>[.ext or /frame.ext]
+        base = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{key[0]}"
+        assert path.relative_to(out).as_posix().startswith((f"{base}.", f"{base}/"))
+        if key[3] == ".mp4":  # H.264 is not bit-reproducible run to run: the frames are there
+            assert _frame_count(path) == _frame_count(folder_outputs[key])
+        else:
+            assert path.read_bytes() == folder_outputs[key].read_bytes(), key
+
+    # a rerun (in this process, so the fetches can be counted) fetches nothing
+    counted = _Counted(monkeypatch)
+    code, _, err = _run(["convert", server, *series, "-o", str(out), "-j", "1"], capsys)
+    assert code == 0, err
+    assert counted.calls == 0 and f"{len(files)} already up to date" in err
+    # ... and an instance whose outputs went missing is fetched again, alone
+    next(iter(got.values())).unlink()
+    code, _, err = _run(["convert", server, *series, "-o", str(out), "-j", "1"], capsys)
+    assert code == 0 and counted.calls == 1 and f"{len(files) - 1} already up to date" in err
+
+
+@SERVERS
+def test_convert_server_filters(orthanc, credentials, capsys, tmp_path, server) -> None:
+    files: dict[str, Path] = orthanc["files"]
+    out = tmp_path / "mr"
+    args = ["convert", server, "--modality", "MR", "--patient-id", "OTHER*", "-o", str(out)]
+    code, _, err = _run([*args, "--video", "none", "-q"], capsys)
+    assert code == 0, err
+    expected = {
+        uid
+        for uid, p in files.items()
+        if _dataset(p).Modality == "MR" and str(_dataset(p).PatientID).startswith("OTHER")
+    }
+    assert expected and {p.stem for p in out.rglob("*.png")} == expected
+    code, _, err = _run(
+        ["convert", server, "--accession", "NO-SUCH", "-o", str(tmp_path / "n")], capsys
+    )
+    assert code == 2 and err.strip().splitlines()[-1].startswith("dcmexport: no files found")
+
+
+@SERVERS
+def test_convert_server_one_missing_instance_is_one_error_row(
+    orthanc, credentials, capsys, tmp_path, monkeypatch, server
+) -> None:
+    """An instance listed but gone by the time the worker fetches it (404, or a C-GET that
+    sends nothing): one `error` row, exit 1, the others converted."""
+    from dcmexport.sources import query
+
+    listed = query.list_instances
+
+    def with_a_ghost(server: Any, filters: Any) -> list[Any]:
+        found = listed(server, filters)
+        ghost = dataclasses.replace(found[0], sop_instance_uid="2.25.999999999")
+        return [*found, ghost]
+
+    monkeypatch.setattr(query, "list_instances", with_a_ghost)
+    out = tmp_path / "out"
+    code, _, err = _run(["convert", server, "--patient-id", "SAMPLE003", "-o", str(out)], capsys)
+    assert code == 1, err
+    import csv
+
+    with (out / "manifest.csv").open(newline="") as f:
+        errors = [row for row in csv.DictReader(f) if row["status"] == "error"]
+    assert [row["source"].rsplit("/", 1)[1] for row in errors] == ["2.25.999999999"]
+    assert "failed 1" in err and len(list(out.rglob("*.png"))) >= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["http://127.0.0.1:9/dicom-web", "--retries", "1"], "cannot reach"),
+        (["dicom://NOBODY@127.0.0.1:9", "--retries", "1"], "cannot reach"),
+        ([WEB, "--series-video"], "--series-video"),
+        (["{folder}", "--patient-id", "X"], "SERVER"),
+    ],
+    ids=["dicomweb-unreachable", "dimse-unreachable", "series-video", "filter-without-server"],
+)
+def test_convert_server_usage_errors_are_exit_2(
+    orthanc, credentials, capsys, tmp_path, args, message
+) -> None:
+    args = [str(tmp_path) if a == "{folder}" else a for a in args]
+    code, _, err = _run(["convert", *args, "-o", str(tmp_path / "x")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "x").exists()  # nothing made before the server was usable

@@ -20,7 +20,7 @@ from .index.columns import IndexLevel
 from .options import MetadataFormat, StillFormat, VideoFormat
 
 if TYPE_CHECKING:
-    from .sources.servers import QueryFilters, Server
+    from .sources.servers import QueryFilters, Server, ServerInput
 
 DEFAULT_INPUT = "dicom_data"
 DEFAULT_OUTPUT = "output"
@@ -165,6 +165,7 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         "of {Keyword} / {Keyword:04d} fields and {stem}, {index}, {frame}",
     )
     _add_execution(p)
+    _add_server_options(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -257,6 +258,11 @@ def _add_server_filters(p: argparse.ArgumentParser) -> None:
         metavar="SERVER",
         help="a DICOMweb base URL (http(s)://HOST:PORT/dicom-web) or dicom://CALLED_AET@HOST:PORT",
     )
+    _add_server_options(p)
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    """The CONTRACT filters and the connection options (query, pull, convert SERVER)."""
     f = p.add_argument_group("filters (* and ? are wildcards)")
     f.add_argument("--patient-id", default="", metavar="ID", help="Patient ID")
     f.add_argument("--study-date", default="", metavar="DATE", help="YYYYMMDD or YYYYMMDD-YYYYMMDD")
@@ -373,6 +379,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             f"no input given and ./{DEFAULT_INPUT} does not exist: pass files or folders, "
             "or run `dcmexport sample` first"
         )
+    items = _server_inputs(args, inputs)
     options = ConvertOptions(
         format=args.format,
         bits=args.bits,
@@ -390,7 +397,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
     try:
         summary = convert(
-            inputs,
+            items,
             args.output,
             options=options,
             jobs=args.jobs,
@@ -419,6 +426,29 @@ def _run_convert(args: argparse.Namespace) -> int:
     elif summary.exit_code == 2:
         _err("no convertible DICOM image found (see the manifest for why each was skipped)")
     return summary.exit_code
+
+
+def _server_inputs(args: argparse.Namespace, inputs: list[str]) -> list[str | ServerInput]:
+    """SERVER inputs of `convert` with the filters and connection options, listed here so that
+    a server that cannot be used is exit 2 before OUT is made; the other inputs unchanged."""
+    from .sources import remote
+    from .sources.servers import ServerInput, is_server
+
+    out: list[str | ServerInput] = []
+    for text in inputs:
+        if is_server(text):
+            server, filters = _server_and_filters(args, text)
+            item = ServerInput(server, filters)
+            remote.list_inputs(item)  # the run reuses this listing
+            out.append(item)
+        else:
+            out.append(text)
+    filters_given = any(
+        (args.patient_id, args.study_date, args.modality, args.accession, args.study, args.series)
+    )
+    if filters_given and not any(isinstance(item, ServerInput) for item in out):
+        raise UsageError("--patient-id, --study-date, ... select instances of a SERVER input")
+    return out
 
 
 def _run_info(args: argparse.Namespace) -> int:
@@ -510,11 +540,13 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _server_and_filters(args: argparse.Namespace) -> tuple[Server, QueryFilters]:
+def _server_and_filters(
+    args: argparse.Namespace, text: str | None = None
+) -> tuple[Server, QueryFilters]:
     from .sources.servers import QueryFilters, parse_server
 
     server = parse_server(
-        args.server,
+        args.server if text is None else text,
         calling_aet=args.calling_aet,
         user=args.user,
         password=args.password,

@@ -1,4 +1,4 @@
-"""Where inputs come from: files, folders, archives, DICOMDIR sets (and, later, servers).
+"""Where inputs come from: files, folders, archives, DICOMDIR sets, DICOMweb and DIMSE servers.
 
 `discover` turns the user's inputs into `InputRef`s; the registry `SOURCES` says how each
 kind of reference is opened and fingerprinted. Sources hand over raw names: naming
@@ -10,11 +10,14 @@ from __future__ import annotations
 from .base import InputKind, InputRef, Source
 from .discovery import count_files, discover
 from .files import FileSource, MemberSource
+from .remote import ServerSource
+from .servers import ServerInput, as_server_input
 
 #: How each kind of input is read; a new kind of source registers here.
 SOURCES: dict[InputKind, Source] = {
     InputKind.FILE: FileSource(),
     InputKind.MEMBER: MemberSource(),
+    InputKind.SERVER: ServerSource(),
 }
 
 
@@ -32,7 +35,9 @@ __all__ = [
     "SOURCES",
     "InputKind",
     "InputRef",
+    "ServerInput",
     "Source",
+    "as_server_input",
     "count_files",
     "discover",
     "fingerprint",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from email.message import Message
@@ -51,8 +52,9 @@ class _RetryableStatus(Exception):
 
 def _session(server: Server) -> requests.Session:
     """This thread's session for `server` (keep-alive connections, credentials set once)."""
-    sessions: dict[Server, requests.Session] = getattr(_local, "sessions", None) or {}
-    _local.sessions = sessions
+    if getattr(_local, "pid", None) != os.getpid():  # a forked worker: the parent's sockets
+        _local.sessions, _local.pid = {}, os.getpid()
+    sessions: dict[Server, requests.Session] = _local.sessions
     session = sessions.get(server)
     if session is None:
         session = requests.Session()

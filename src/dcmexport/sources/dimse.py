@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing.util
+import os
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -73,10 +76,9 @@ def _ae(server: Server) -> AE:
     return ae
 
 
-@contextlib.contextmanager
-def _association(server: Server, ae: AE, **kwargs: Any) -> Iterator[Association]:
-    """An established association to `server`, released at the end; typed errors otherwise."""
-
+def _connect(server: Server, ae: AE, **kwargs: Any) -> Association:
+    """An established association to `server` (retried on transport failures); typed errors
+    otherwise."""
     handlers = [*kwargs.pop("evt_handlers", []), (evt.EVT_CONN_OPEN, _no_delay)]
 
     def attempt() -> Association:
@@ -96,6 +98,13 @@ def _association(server: Server, ae: AE, **kwargs: Any) -> Iterator[Association]
         assoc = with_retries(server, attempt, (_NotEstablished,), "A-ASSOCIATE")
     except _NotEstablished as exc:
         raise ServerUnreachableError(f"cannot reach {server.url}: {exc}") from None
+    return assoc
+
+
+@contextlib.contextmanager
+def _association(server: Server, ae: AE, **kwargs: Any) -> Iterator[Association]:
+    """An established association to `server`, released at the end; typed errors otherwise."""
+    assoc = _connect(server, ae, **kwargs)
     try:
         yield assoc
     finally:
@@ -302,3 +311,101 @@ def _get_identifiers(refs: Sequence[InstanceRef]) -> Iterator[Dataset]:
                 SeriesInstanceUID=series_uid,
                 SOPInstanceUID=tuple(sop_uids[start : start + UIDS_PER_REQUEST]),
             )
+
+
+# --------------------------------------------------------------------------- one instance
+
+
+class _Dropped(Exception):
+    """The kept association ended under us (idle timeout on the server, network): reconnect."""
+
+
+class _KeptAssociation:
+    """A C-GET association for one server and SOP class, kept open across instances.
+
+    `convert SERVER` fetches in the worker, one instance per unit of work; opening an
+    association per instance (A-ASSOCIATE with 13 presentation contexts, then A-RELEASE)
+    would cost more than the C-GET itself, so each worker process (and thread) keeps one open.
+    """
+
+    def __init__(self, server: Server, sop_class: str) -> None:
+        self.server = server
+        self.wanted = ""
+        self.received: dict[str, bytes] = {}
+        ae, roles = _get_ae(server, [sop_class])
+        self.assoc = _connect(
+            server, ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
+        )
+
+    def _on_store(self, event: evt.Event) -> int:
+        request: C_STORE = event.request  # type: ignore[assignment]
+        sop_uid = str(request.AffectedSOPInstanceUID)
+        if sop_uid != self.wanted or sop_uid in self.received:
+            logger.warning("C-GET: the server sent an instance that was not asked for; refused")
+            return 0xA900
+        self.received[sop_uid] = event.encoded_dataset()
+        return 0x0000
+
+    def get(self, ref: InstanceRef) -> bytes:
+        self.wanted, self.received = ref.sop_instance_uid, {}
+        identifier = _identifier(
+            QueryLevel.INSTANCE,
+            StudyInstanceUID=ref.study_uid,
+            SeriesInstanceUID=ref.series_uid,
+            SOPInstanceUID=ref.sop_instance_uid,
+        )
+        last = 0xFFFF
+        for status, _ in self.assoc.send_c_get(
+            identifier, StudyRootQueryRetrieveInformationModelGet
+        ):
+            if not status:  # pynetdicom's empty status: aborted or timed out
+                raise _Dropped()
+            last = status.get("Status", 0xFFFF)
+        data = self.received.pop(ref.sop_instance_uid, None)
+        if data is None:
+            if not self.assoc.is_established:
+                raise _Dropped()
+            raise ServerError(f"{self.server.url}: C-GET sent no instance (status 0x{last:04X})")
+        return data
+
+    def close(self) -> None:
+        if self.assoc.is_established:
+            with contextlib.suppress(Exception):
+                self.assoc.release()
+
+
+_KEPT: dict[tuple[int, int, Server, str], _KeptAssociation] = {}
+_FINALIZED_IN: set[int] = set()
+
+
+def close_kept() -> None:
+    """Release this process's kept associations (at exit, and in tests)."""
+    pid = os.getpid()
+    for key in [k for k in _KEPT if k[0] == pid]:
+        _KEPT.pop(key).close()
+    for key in list(_KEPT):  # inherited through fork: the parent's, not ours to release
+        del _KEPT[key]
+
+
+def get_instance(server: Server, ref: InstanceRef) -> bytes:
+    """C-GET one instance (its stored transfer syntax, as `get_instances`) over an association
+    kept open in this process and thread for `server` and the instance's SOP class."""
+    if not ref.sop_class_uid:
+        raise ServerError("C-GET needs the SOP Class UID of the instance (from C-FIND)")
+    pid = os.getpid()
+    if pid not in _FINALIZED_IN:  # released at exit, in the main process and in pool workers
+        _FINALIZED_IN.add(pid)
+        multiprocessing.util.Finalize(None, close_kept, exitpriority=10)
+    key = (pid, threading.get_ident(), server, ref.sop_class_uid)
+    for attempt in range(2):
+        kept = _KEPT.get(key)
+        if kept is None or not kept.assoc.is_established:
+            kept = _KEPT[key] = _KeptAssociation(server, ref.sop_class_uid)
+        try:
+            return kept.get(ref)
+        except _Dropped:
+            kept.close()
+            del _KEPT[key]
+            if attempt:
+                raise ServerError(f"{server.url}: the association ended during C-GET") from None
+    raise AssertionError("unreachable")  # pragma: no cover

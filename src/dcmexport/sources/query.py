@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from ..errors import ServerError, UsageError
+from ..errors import UsageError
 from ..store import write_atomic
 from . import dicomweb, dimse
 from .servers import (
@@ -166,17 +166,11 @@ def list_instances(server: Server, filters: QueryFilters) -> list[InstanceRef]:
 
 
 def fetch_instance(server: Server, ref: InstanceRef) -> bytes:
-    """One instance's Part-10 bytes: WADO-RS for DICOMweb, a one-instance C-GET for DIMSE
-    (for DIMSE prefer `fetch_series`: one association per series, not per instance)."""
+    """One instance's Part-10 bytes: WADO-RS for DICOMweb; for DIMSE a one-instance C-GET
+    over an association this process keeps open (`dimse.get_instance`)."""
     if server.kind is ServerKind.DICOMWEB:
         return dicomweb.retrieve_instance(server, ref)
-    received: dict[str, bytes] = {}
-    failures = dimse.get_instances(
-        server, [ref], lambda r, data: received.__setitem__(r.sop_instance_uid, data)
-    )
-    if ref.sop_instance_uid not in received:
-        raise ServerError(failures.get(ref.sop_instance_uid, "not received"))
-    return received[ref.sop_instance_uid]
+    return dimse.get_instance(server, ref)
 
 
 def fetch_series(server: Server, refs: Sequence[InstanceRef], sink: Sink) -> dict[str, str]:

@@ -280,3 +280,24 @@ def with_retries(
             )
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerInput:
+    """A SERVER input of `convert`: the server and which of its instances (the filters)."""
+
+    server: Server
+    filters: QueryFilters = QueryFilters()
+
+    def __str__(self) -> str:
+        return self.server.url
+
+
+def as_server_input(item: object) -> ServerInput | None:
+    """`item` as a `ServerInput` if it names a server (credentials then come from the
+    URL or the environment), else None (a path)."""
+    if isinstance(item, ServerInput):
+        return item
+    if isinstance(item, str) and is_server(item):
+        return ServerInput(parse_server(item))
+    return None

@@ -1,0 +1,113 @@
+"""SERVER inputs of `convert`: a server's matching instances, each fetched by the worker that
+converts it, never stored.
+
+Discovery lists the instances (QIDO-RS or C-FIND with the CONTRACT filters) and hands the
+engine one `InputRef` per instance that carries only the server's URL and the instance's
+UIDs. The worker's `ServerSource.open` fetches it (WADO-RS, or a C-GET over an association
+the worker keeps open) and checks it is the instance asked for; the bytes go straight to the
+decoder. The resume key is the server URL and SOP Instance UID, so a rerun fetches nothing
+that was converted.
+
+Credentials are not put in the refs (every ref is pickled to a worker, and a Dask scheduler
+keeps them): they stay in this module's table of configured servers, filled in the process
+that starts the run and inherited by forked pool workers. A worker without it (spawn, Dask)
+builds the server from its URL and the environment (``DCMEXPORT_USER``,
+``DCMEXPORT_PASSWORD``, ``DCMEXPORT_TOKEN``, ``DCMEXPORT_CALLING_AET``).
+
+`requests` and `pynetdicom` (the ``pacs`` extra) are imported only when a server is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import UsageError
+from .base import InputKind, InputRef
+from .servers import DEFAULT_CALLING_AET, InstanceRef, Server, ServerInput, parse_server
+
+#: our AE title in workers that did not inherit the run's configuration
+ENV_CALLING_AET = "DCMEXPORT_CALLING_AET"
+
+_CONFIGURED: dict[str, Server] = {}
+_LISTED: dict[ServerInput, list[InputRef]] = {}
+
+
+def clients() -> ModuleType:
+    """`sources.query` (DICOMweb and DIMSE clients), or a `UsageError` saying what to install."""
+    try:
+        from . import query
+    except ImportError as exc:
+        raise UsageError(
+            f"SERVER inputs need the pacs extra ({exc.name} is missing): "
+            "pip install 'dcmexport[pacs]'"
+        ) from None
+    return query
+
+
+def configure(server: Server) -> None:
+    """Remember `server` (with its credentials and settings) for fetches in this process."""
+    _CONFIGURED[server.url] = server
+
+
+def server_for(url: str) -> Server:
+    """The configured server for `url`, else one built from the URL and the environment."""
+    server = _CONFIGURED.get(url)
+    if server is None:
+        aet = os.environ.get(ENV_CALLING_AET, DEFAULT_CALLING_AET)
+        server = _CONFIGURED[url] = parse_server(url, calling_aet=aet)
+    return server
+
+
+def list_inputs(item: ServerInput) -> list[InputRef]:
+    """The matching instances as refs, in series order; listed once per run (`count_files`
+    and `discover` share the listing; `take_inputs` ends it). Raises
+    `ServerUnreachableError` / `ServerError` when the server cannot be used."""
+    refs = _LISTED.get(item)
+    if refs is None:
+        query = clients()
+        configure(item.server)
+        query.check_connection(item.server)
+        found = query.list_instances(item.server, item.filters)
+        refs = _LISTED[item] = [instance_input(item.server, ref) for ref in found]
+    return refs
+
+
+def take_inputs(item: ServerInput) -> list[InputRef]:
+    """`list_inputs`, forgotten afterwards: the next run lists the server again."""
+    refs = list_inputs(item)
+    _LISTED.pop(item, None)
+    return refs
+
+
+def instance_input(server: Server, ref: InstanceRef) -> InputRef:
+    """One server instance as an `InputRef`; UIDs that are not digits and dots make it an
+    error row (they would become file names)."""
+    uids = (ref.study_uid, ref.series_uid, ref.sop_instance_uid, ref.sop_class_uid)
+    problem = "" if ref.valid else "refused: a UID from the server is not digits and dots"
+    name = ref.sop_instance_uid if ref.valid else "_"
+    return InputRef(Path(name), server=server.url, uids=uids, problem=problem)
+
+
+class ServerSource:
+    """An instance on a DICOMweb or DIMSE server, fetched (and verified) where it is read."""
+
+    kind = InputKind.SERVER
+
+    def open(self, ref: InputRef) -> bytes | str:
+        query = clients()
+        from .pull import verify_instance
+
+        server = server_for(ref.server)
+        instance = InstanceRef(*ref.uids)
+        data: bytes = query.fetch_instance(server, instance)
+        verify_instance(data, instance)
+        return data
+
+    def fingerprint(self, ref: InputRef) -> tuple[int, int] | None:
+        """A stable pair from the server URL and SOP Instance UID: the same instance on the
+        same server is the same input (an instance's content never changes under its UID)."""
+        digest = hashlib.sha256(f"{ref.server}|{ref.uids[2]}".encode()).digest()
+        return int.from_bytes(digest[:7], "big"), int.from_bytes(digest[7:14], "big")
