@@ -6,11 +6,11 @@ uploads the slices over REST, then times (median of --repeat, fresh output folde
 
 - `pull` over DICOMweb (QIDO-RS listing + WADO-RS per instance, -j 4 connections),
 - `pull` over DIMSE (C-FIND listing + C-GET per series),
-- `convert -j 2` of the same files from disk, as a subprocess (worker start-up included).
+- `convert -j 2` of the same files from disk, and `convert -j 2 SERVER` over DICOMweb and
+  DIMSE (PNG, nothing kept but the outputs), each as a subprocess (worker start-up included),
+- fetch only over DIMSE, three ways (why `convert SERVER` keeps an association per worker).
 
     python benchmarks/pacs_speed.py --slices 300 --repeat 3
-    # while the restructure is in flight, point convert at a tree where it runs:
-    python benchmarks/pacs_speed.py --convert-src /tmp/dcmexport-before-rooms/src
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from dcmexport.sources.pull import pull
 from dcmexport.sources.servers import QueryFilters, parse_server
 
 PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+WEB = "http://127.0.0.1:8042/dicom-web"
+DIMSE = "dicom://ORTHANC@127.0.0.1:4242"
 
 
 def _setns(path: str) -> None:
@@ -101,11 +103,44 @@ def _median(run: Callable[[Path], int], out: Path, repeat: int) -> tuple[int, fl
     return files, statistics.median(times)
 
 
+def _fetch_rows(repeat: int) -> list[tuple[str, int, float]]:
+    """How a worker should fetch over DIMSE, fetch only (no conversion, in this process):
+    a C-GET per instance on a new association each time, on one kept association, and one
+    C-GET per series."""
+    from dcmexport.sources import dimse, query
+
+    server = parse_server("dicom://ORTHANC@127.0.0.1:4242")
+    refs = query.list_instances(server, QueryFilters())
+
+    def new_association(_: Path) -> int:
+        for ref in refs:
+            dimse.get_instances(server, [ref], lambda r, data: None)
+        return len(refs)
+
+    def kept(_: Path) -> int:
+        for ref in refs:
+            dimse.get_instance(server, ref)
+        dimse.close_kept()
+        return len(refs)
+
+    def per_series(_: Path) -> int:
+        dimse.get_instances(server, refs, lambda r, data: None)
+        return len(refs)
+
+    return [
+        (name, *_median(run, Path("/nonexistent"), repeat))
+        for name, run in (
+            ("fetch only, C-GET per instance, new association each", new_association),
+            ("fetch only, C-GET per instance, one kept association", kept),
+            ("fetch only, C-GET per series", per_series),
+        )
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--convert-src", help="PYTHONPATH for the convert subprocess")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dcmx-pacs-") as tmp:
         folder = Path(tmp)
@@ -118,8 +153,8 @@ def main() -> None:
                     session.post("http://127.0.0.1:8042/instances", data=path.read_bytes())
             rows = []
             for name, url in (
-                ("pull, DICOMweb (WADO-RS, 4 connections)", "http://127.0.0.1:8042/dicom-web"),
-                ("pull, DIMSE (C-GET)", "dicom://ORTHANC@127.0.0.1:4242"),
+                ("pull, DICOMweb (WADO-RS, 4 connections)", WEB),
+                ("pull, DIMSE (C-GET per series)", DIMSE),
             ):
                 server = parse_server(url)
 
@@ -127,19 +162,20 @@ def main() -> None:
                     return pull(server, QueryFilters(), out, jobs=4).fetched  # type: ignore[arg-type]
 
                 rows.append((name, *_median(run, folder / "pulled", args.repeat)))
-            env = dict(os.environ)
-            if args.convert_src:
-                env["PYTHONPATH"] = args.convert_src
+            for name, source in (
+                ("convert -j 2 from disk (PNG)", str(folder / "ct")),
+                ("convert -j 2 SERVER, DICOMweb (WADO-RS per instance)", WEB),
+                ("convert -j 2 SERVER, DIMSE (C-GET per instance, kept association)", DIMSE),
+            ):
 
-            def convert(out: Path) -> int:
-                command = [sys.executable, "-m", "dcmexport", "convert", str(folder / "ct")]
-                command += ["-o", str(out), "-j", "2", "-q"]
-                subprocess.run(command, check=True, env=env)
-                return len(list(out.rglob("*.png")))
+                def convert(out: Path, source: str = source) -> int:
+                    command = [sys.executable, "-m", "dcmexport", "convert", source]
+                    command += ["-o", str(out), "-j", "2", "-q"]
+                    subprocess.run(command, check=True)
+                    return len(list(out.rglob("*.png")))
 
-            rows.append(
-                ("convert -j 2 from disk (PNG)", *_median(convert, folder / "png", args.repeat))
-            )
+                rows.append((name, *_median(convert, folder / "png", args.repeat)))
+            rows += _fetch_rows(args.repeat)
         finally:
             process.kill()
             process.wait()

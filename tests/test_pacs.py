@@ -532,13 +532,13 @@ def folder_outputs(
 
 
 class _Counted:
-    """Counts the fetches (WADO-RS retrievals, C-GETs) of an in-process run."""
+    """Counts the fetches (WADO-RS retrievals, C-GET requests) of an in-process run."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from dcmexport.sources import dimse
 
         self.calls = 0
-        for module, name in ((dicomweb, "retrieve_instance"), (dimse, "get_instance")):
+        for module, name in ((dicomweb, "retrieve_instance"), (dimse, "get_kept")):
             monkeypatch.setattr(module, name, self._wrap(getattr(module, name)))
 
     def _wrap(self, fetch: Any) -> Any:

@@ -7,6 +7,9 @@ sanitises them. Never imports render, exporters, engine, index or report.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
+
 from .base import InputKind, InputRef, Source
 from .discovery import count_files, discover
 from .files import FileSource, MemberSource
@@ -26,6 +29,24 @@ def open_input(ref: InputRef) -> bytes | str:
     return SOURCES[ref.kind].open(ref)
 
 
+@contextlib.contextmanager
+def prefetched(refs: Sequence[InputRef]) -> Iterator[None]:
+    """Let each source fetch a chunk's inputs together before they are opened one by one
+    (a source with a `prefetch(refs)` / `release(refs)` pair: DIMSE servers)."""
+    hooked = [
+        (source, [ref for ref in refs if ref.kind is kind])
+        for kind, source in SOURCES.items()
+        if hasattr(source, "prefetch") and any(ref.kind is kind for ref in refs)
+    ]
+    try:
+        for source, mine in hooked:
+            source.prefetch(mine)
+        yield
+    finally:
+        for source, mine in hooked:
+            source.release(mine)  # type: ignore[attr-defined]
+
+
 def fingerprint(ref: InputRef) -> tuple[int, int] | None:
     """What changes when the input does (size and modification time for files)."""
     return SOURCES[ref.kind].fingerprint(ref)
@@ -42,4 +63,5 @@ __all__ = [
     "discover",
     "fingerprint",
     "open_input",
+    "prefetched",
 ]
