@@ -1,4 +1,4 @@
-"""`query` and `pull` against a real Orthanc (DICOMweb plugin + DIMSE) on a private loopback.
+"""`query`, `pull` and `convert SERVER` against a real Orthanc (DICOMweb and DIMSE), loopback only.
 
 Orthanc 1.10 has no bind-address option and listens on every interface, so it runs in its own
 network namespace (`unshare -n`, loopback only). The test thread joins that namespace with
@@ -48,7 +48,7 @@ PLUGIN_CANDIDATES = (
 
 
 def orthanc_config(storage: Path, plugin: str) -> dict[str, object]:
-    """The exact configuration the tests give Orthanc (docs/notes/pacs.md quotes it)."""
+    """The exact configuration the tests give Orthanc (docs/notes/pacs2.md quotes it)."""
     return {
         "Name": "dcmexport-test",
         "StorageDirectory": str(storage),

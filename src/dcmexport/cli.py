@@ -543,8 +543,10 @@ def _run_sample(args: argparse.Namespace) -> int:
 def _server_and_filters(
     args: argparse.Namespace, text: str | None = None
 ) -> tuple[Server, QueryFilters]:
+    from .sources.remote import clients
     from .sources.servers import QueryFilters, parse_server
 
+    clients()  # a UsageError naming the pacs extra if requests or pynetdicom is missing
     server = parse_server(
         args.server if text is None else text,
         calling_aet=args.calling_aet,

@@ -87,7 +87,11 @@ class InputRef:
 
 
 class Source(Protocol):
-    """Reads the inputs of one `InputKind`."""
+    """Reads the inputs of one `InputKind`.
+
+    A source may also have ``prefetch(refs)`` and ``release(refs)``: the engine calls them
+    around a chunk of inputs (`sources.prefetched`), so a server can be asked once per chunk.
+    """
 
     kind: InputKind
 

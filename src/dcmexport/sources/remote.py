@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
@@ -112,6 +113,35 @@ def instance_input(server: Server, ref: InstanceRef) -> InputRef:
     return InputRef(Path(name), server=server.url, uids=uids, problem=problem)
 
 
+#: WADO-RS requests a worker keeps in flight while prefetching a chunk
+WEB_CONNECTIONS = 4
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _prefetch_web(items: Sequence[tuple[str, InstanceRef]]) -> None:
+    """DICOMweb: a chunk's instances fetched `WEB_CONNECTIONS` at a time, so that the network
+    waits overlap (each thread keeps its keep-alive session across chunks)."""
+    from . import dicomweb
+
+    pool = _pools.get(os.getpid())
+    if pool is None:  # one per process: a forked worker must not use its parent's threads
+        pool = _pools[os.getpid()] = ThreadPoolExecutor(WEB_CONNECTIONS, "dcmexport-wado")
+
+    def fetch(item: tuple[str, InstanceRef]) -> tuple[tuple[str, str], bytes | None]:
+        url, instance = item
+        try:
+            return (url, instance.sop_instance_uid), dicomweb.retrieve_instance(
+                server_for(url), instance
+            )
+        except Exception:  # fetched again, and reported, by `open`
+            return (url, instance.sop_instance_uid), None
+
+    found = _prefetched()
+    for key, data in pool.map(fetch, items):
+        if data is not None:
+            found[key] = data
+
+
 class ServerSource:
     """An instance on a DICOMweb or DIMSE server, fetched (and verified) where it is read."""
 
@@ -130,14 +160,22 @@ class ServerSource:
         return data
 
     def prefetch(self, refs: Sequence[InputRef]) -> None:
-        """DIMSE: fetch a chunk's instances with one C-GET per series (and SOP class) before
-        they are opened one by one. Orthanc spends ~50 ms on every C-GET request beyond the
-        transfer itself (measured: benchmarks/pacs_speed.py), so a C-GET per instance would
-        be several times slower. What does not arrive is fetched (and reported) by `open`."""
+        """Fetch a chunk's instances before they are opened one by one: DICOMweb several
+        WADO-RS requests at a time (network waits overlap); DIMSE one C-GET per series and
+        SOP class, since Orthanc spends ~50 ms on every C-GET request beyond the transfer
+        itself (benchmarks/pacs_speed.py). What does not arrive is fetched (and reported)
+        by `open`."""
         by_server: dict[str, list[InstanceRef]] = {}
+        web: list[tuple[str, InstanceRef]] = []
         for ref in refs:
-            if not ref.problem and server_for(ref.server).kind is ServerKind.DIMSE:
+            if ref.problem:
+                continue
+            if server_for(ref.server).kind is ServerKind.DIMSE:
                 by_server.setdefault(ref.server, []).append(InstanceRef(*ref.uids))
+            else:
+                web.append((ref.server, InstanceRef(*ref.uids)))
+        if len(web) > 1:
+            _prefetch_web(web)
         if not by_server:
             return
         from . import dimse
