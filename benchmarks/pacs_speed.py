@@ -164,8 +164,8 @@ def main() -> None:
                 rows.append((name, *_median(run, folder / "pulled", args.repeat)))
             for name, source in (
                 ("convert -j 2 from disk (PNG)", str(folder / "ct")),
-                ("convert -j 2 SERVER, DICOMweb (WADO-RS per instance)", WEB),
-                ("convert -j 2 SERVER, DIMSE (C-GET per instance, kept association)", DIMSE),
+                ("convert -j 2 SERVER, DICOMweb (WADO-RS, 4 at a time per worker)", WEB),
+                ("convert -j 2 SERVER, DIMSE (a C-GET per chunk of 8, kept association)", DIMSE),
             ):
 
                 def convert(out: Path, source: str = source) -> int:
