@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .errors import DcmExportError, NotDicomError, UsageError
+from .errors import DcmExportError, NotDicomError, ServerError, UsageError
 from .index.columns import IndexLevel
 from .options import (
     BurnedInPolicy,
@@ -28,6 +28,9 @@ from .options import (
 
 if TYPE_CHECKING:
     from .dicom.deid import DeidOptions
+
+if TYPE_CHECKING:
+    from .sources.servers import QueryFilters, Server, ServerInput
 
 DEFAULT_INPUT = "dicom_data"
 DEFAULT_OUTPUT = "output"
@@ -295,6 +298,7 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     )
     _add_deidentification(p)
     _add_execution(p)
+    _add_server_options(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -380,6 +384,101 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_sample)
 
 
+def _add_server_filters(p: argparse.ArgumentParser) -> None:
+    """SERVER, the CONTRACT filters and the connection options shared by query and pull."""
+    p.add_argument(
+        "server",
+        metavar="SERVER",
+        help="a DICOMweb base URL (http(s)://HOST:PORT/dicom-web) or dicom://CALLED_AET@HOST:PORT",
+    )
+    _add_server_options(p)
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    """The CONTRACT filters and the connection options (query, pull, convert SERVER)."""
+    f = p.add_argument_group("filters (* and ? are wildcards)")
+    f.add_argument("--patient-id", default="", metavar="ID", help="Patient ID")
+    f.add_argument("--study-date", default="", metavar="DATE", help="YYYYMMDD or YYYYMMDD-YYYYMMDD")
+    f.add_argument("--modality", default="", metavar="MOD", help="e.g. CT, MR")
+    f.add_argument("--accession", default="", metavar="NUMBER", help="Accession Number")
+    f.add_argument(
+        "--study",
+        action="append",
+        default=[],
+        metavar="UID",
+        help="Study Instance UID (repeatable)",
+    )
+    f.add_argument(
+        "--series",
+        action="append",
+        default=[],
+        metavar="UID",
+        help="Series Instance UID (repeatable)",
+    )
+    c = p.add_argument_group("connection")
+    c.add_argument(
+        "--calling-aet",
+        default="DCMEXPORT",
+        metavar="AET",
+        help="our AE title (DIMSE; default: DCMEXPORT)",
+    )
+    c.add_argument("--user", metavar="USER", help="HTTP basic user (or DCMEXPORT_USER)")
+    c.add_argument(
+        "--password",
+        metavar="PASSWORD",
+        help="HTTP basic password; prefer DCMEXPORT_PASSWORD (a command line is visible to others)",
+    )
+    c.add_argument("--token", metavar="TOKEN", help="bearer token; prefer DCMEXPORT_TOKEN")
+    c.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="seconds per request (default: 30)"
+    )
+    c.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="retries on timeouts and 5xx answers, with backoff (default: 3)",
+    )
+
+
+def _query_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "query",
+        help="list the studies (or series) a PACS or DICOMweb server holds that match",
+        description="Search a DICOMweb (QIDO-RS) or DIMSE (C-FIND) server and print one row per "
+        "matching study (or series).",
+    )
+    _add_server_filters(p)
+    p.add_argument(
+        "--level",
+        choices=["study", "series"],
+        default="study",
+        help="one row per study (default) or series",
+    )
+    p.add_argument(
+        "-o", "--output", metavar="TABLE", help="also save the table: TABLE.csv or TABLE.parquet"
+    )
+    _add_verbosity(p)
+    p.set_defaults(run=_run_query)
+
+
+def _pull_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pull",
+        help="fetch matching instances from a server as DICOM files",
+        description="Fetch the matching instances (WADO-RS or C-GET) into "
+        "DIR/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm, with DIR/manifest.csv; "
+        "instances already there are not fetched again.",
+    )
+    _add_server_filters(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="where to store the files")
+    p.add_argument(
+        "-j", "--jobs", type=int, default=4, metavar="N", help="parallel connections (default: 4)"
+    )
+    _add_verbosity(p)
+    p.set_defaults(run=_run_pull)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = _Parser(
@@ -394,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     _info_parser(sub)
     _index_parser(sub)
     _sample_parser(sub)
+    _query_parser(sub)
+    _pull_parser(sub)
     return parser
 
 
@@ -412,6 +513,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             f"no input given and ./{DEFAULT_INPUT} does not exist: pass files or folders, "
             "or run `dcmexport sample` first"
         )
+    items = _server_inputs(args, inputs)
     options = ConvertOptions(
         format=args.format,
         bits=args.bits,
@@ -442,7 +544,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
     try:
         summary = convert(
-            inputs,
+            items,
             args.output,
             options=options,
             jobs=args.jobs,
@@ -541,6 +643,29 @@ def _run_anonymize(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _server_inputs(args: argparse.Namespace, inputs: list[str]) -> list[str | ServerInput]:
+    """SERVER inputs of `convert` with the filters and connection options, listed here so that
+    a server that cannot be used is exit 2 before OUT is made; the other inputs unchanged."""
+    from .sources import remote
+    from .sources.servers import ServerInput, is_server
+
+    out: list[str | ServerInput] = []
+    for text in inputs:
+        if is_server(text):
+            server, filters = _server_and_filters(args, text)
+            item = ServerInput(server, filters)
+            remote.list_inputs(item)  # the run reuses this listing
+            out.append(item)
+        else:
+            out.append(text)
+    filters_given = any(
+        (args.patient_id, args.study_date, args.modality, args.accession, args.study, args.series)
+    )
+    if filters_given and not any(isinstance(item, ServerInput) for item in out):
+        raise UsageError("--patient-id, --study-date, ... select instances of a SERVER input")
+    return out
+
+
 def _run_info(args: argparse.Namespace) -> int:
     import json
     import warnings
@@ -630,6 +755,77 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_and_filters(
+    args: argparse.Namespace, text: str | None = None
+) -> tuple[Server, QueryFilters]:
+    from .sources.remote import clients
+    from .sources.servers import QueryFilters, parse_server
+
+    clients()  # a UsageError naming the pacs extra if requests or pynetdicom is missing
+    server = parse_server(
+        args.server if text is None else text,
+        calling_aet=args.calling_aet,
+        user=args.user,
+        password=args.password,
+        token=args.token,
+        timeout=args.timeout,
+        retries=args.retries,
+    )
+    filters = QueryFilters(
+        patient_id=args.patient_id,
+        study_date=args.study_date,
+        modality=args.modality,
+        accession=args.accession,
+        study_uids=tuple(args.study),
+        series_uids=tuple(args.series),
+    )
+    return server, filters
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    from .sources.query import format_table, records_for, write_query_table
+    from .sources.servers import QueryLevel
+
+    server, filters = _server_and_filters(args)
+    rows, columns = records_for(server, filters, QueryLevel(args.level))
+    print(format_table(rows, columns))
+    if args.output:
+        write_query_table(rows, args.output, columns)
+    if not args.quiet:
+        print(f"{len(rows)} {args.level}(s) on {server}", file=sys.stderr)
+    return 0
+
+
+def _run_pull(args: argparse.Namespace) -> int:
+    from .progress import ConsoleReporter
+    from .sources.pull import pull
+
+    server, filters = _server_and_filters(args)
+    reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
+    try:
+        summary = pull(
+            server,
+            filters,
+            args.output,
+            jobs=args.jobs,
+            on_start=reporter.start if reporter else None,
+            on_result=reporter.result if reporter else None,
+        )
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if summary.found == 0:
+        _err(f"no instance on {server} matches the filters")
+    elif not args.quiet:
+        print(
+            f"pulled {summary.fetched} instance(s), {summary.present} already present, "
+            f"failed {summary.failed} in {summary.elapsed:.1f} s "
+            f"({summary.files_per_second:.0f} files/s); manifest: {summary.manifest}",
+            file=sys.stderr,
+        )
+    return summary.exit_code
+
+
 def _attach_negative_values(argv: list[str]) -> list[str]:
     """`--window -600,1500` → `--window=-600,1500`: argparse takes `-600,1500` for an option."""
     out: list[str] = []
@@ -651,10 +847,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:  # pydicom logs every tolerated oddity; our manifest has the reasons
         for handler in logging.getLogger().handlers:
-            handler.addFilter(lambda record: not record.name.startswith("pydicom"))
+            handler.addFilter(lambda record: not record.name.startswith(("pydicom", "pynetdicom")))
     try:
         return int(args.run(args))
-    except UsageError as exc:
+    except (UsageError, ServerError) as exc:  # a server we cannot use: nothing to work on
         _err(str(exc))
         return 2
     except DcmExportError as exc:

@@ -57,3 +57,12 @@ class DeidentificationError(DcmExportError):
 
 class ExcludedError(DcmExportError):
     """An input left out on purpose (e.g. `--burned-in exclude`): a `skipped` row, not an error."""
+
+
+class ServerError(DcmExportError):
+    """A PACS or DICOMweb server refused or failed a request (bad credentials, 4xx/5xx, DIMSE
+    failure status) after any retries."""
+
+
+class ServerUnreachableError(ServerError, ConnectionError):
+    """A PACS or DICOMweb server could not be reached at all (refused, timed out, no route)."""

@@ -32,7 +32,7 @@ class Kind(str, enum.Enum):
     SERIES_VIDEO = "series-video"
     METADATA = "metadata"
     VOLUME = "volume"
-    DICOM = "dicom"  # a de-identified DICOM copy (`anonymize`)
+    DICOM = "dicom"  # a DICOM file: a de-identified copy (`anonymize`) or fetched (`pull`)
 
     def __str__(self) -> str:
         return self.value

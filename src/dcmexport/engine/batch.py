@@ -151,7 +151,7 @@ def write_manifest(path: Path, rows: Iterable[ManifestRow]) -> None:
 
 
 def convert(
-    inputs: Iterable[str | os.PathLike[str]],
+    inputs: Iterable[str | os.PathLike[str] | sources.ServerInput],
     output: str | os.PathLike[str] = "output",
     *,
     options: ConvertOptions | None = None,
@@ -180,7 +180,10 @@ def convert(
     out_root = Path(output)
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} exists and is not a folder")
-    paths = [Path(p) for p in inputs]
+    items = [sources.as_server_input(p) or Path(p) for p in inputs]  # type: ignore[arg-type]
+    paths = [p for p in items if isinstance(p, Path)]
+    if opts.series_video and len(paths) < len(items):
+        raise UsageError("--series-video reads the slices from disk: pull SERVER first")
     n_jobs = check_run(paths, jobs)
     deid = _run_deid(opts, deid, map_path)
     deid_map = None
@@ -193,12 +196,12 @@ def convert(
     with executor(n_jobs, scheduler) as pool, _exclusive(store):
         store.clear_temp()
         if reporter is not None:
-            reporter.start(sources.count_files(paths, exclude))
+            reporter.start(sources.count_files(items, exclude))
         state = RunState(store, options_key(opts, deid))
         try:
             workers = worker_slots(pool, n_jobs)
             registry = NameRegistry()
-            found = sources.discover(paths, exclude)
+            found = sources.discover(items, exclude)
             if opts.anonymize:
                 assert deid is not None
                 planned = plan_deidentified(found, registry, opts, deid, deid_map)

@@ -46,7 +46,7 @@ def plan(
     seen: set[str] = set()
     for seq, found_ref in enumerate(found):
         ref = found_ref.absolute()  # workers read absolute paths (a Dask worker's cwd differs)
-        key = f"{ref.path}/{ref.member}" if ref.member else str(ref.path)
+        key = ref.source  # a path, archive/member, or server instance URL
         if key in seen:  # the same file named twice (a folder and a file in it): once
             continue
         seen.add(key)

@@ -19,6 +19,7 @@ class InputKind(str, enum.Enum):
 
     FILE = "file"  # a file on a local or mounted file system
     MEMBER = "member"  # a member of a zip or tar archive on such a file system
+    SERVER = "server"  # an instance on a DICOMweb or DIMSE server, fetched by the worker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,24 +40,39 @@ class InputRef:
     member_parts: tuple[str, ...] = ()
     data: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
     problem: str = ""
+    #: a server instance: the server's URL without credentials (they stay in the source's
+    #: configuration), and (Study, Series, SOP Instance, SOP Class UID)
+    server: str = ""
+    uids: tuple[str, ...] = ()
 
     @property
     def kind(self) -> InputKind:
+        if self.server:
+            return InputKind.SERVER
         return InputKind.MEMBER if self.member else InputKind.FILE
 
     @property
     def source(self) -> str:
-        """The input as the manifest names it: a path, or ``archive/member``."""
+        """The input as the manifest names it: a path, ``archive/member``, or a server
+        instance's WADO-RS style URL (``SERVER/studies/S/series/SE/instances/I``)."""
+        if self.server:
+            study, series, instance = (*self.uids, "", "", "")[:3]
+            return f"{self.server}/studies/{study}/series/{series}/instances/{instance}"
         return f"{self.path}/{self.member}" if self.member else str(self.path)
 
     @property
     def name(self) -> str:
-        """The input's own file name (for ``{stem}``)."""
+        """The input's own file name (for ``{stem}``); a server instance's SOP Instance UID."""
+        if self.server:
+            return f"{self.uids[2]}.dcm"
         return PurePosixPath(self.member).name if self.member else self.path.name
 
     @property
     def trusted_parts(self) -> tuple[str, ...]:
-        """Path components below the input folder that are real local names."""
+        """Path components below the input folder that are real local names; for a server
+        instance its checked UIDs (digits and dots): PHI-free ``Study/Series/SOPInstance``."""
+        if self.server:
+            return (self.uids[0], self.uids[1], f"{self.uids[2]}.dcm")
         if self.member:
             return self.prefix
         if self.root is not None:
@@ -65,11 +81,17 @@ class InputRef:
 
     def absolute(self) -> InputRef:
         """The same input with an absolute path (a Dask worker's working folder is not ours)."""
+        if self.server:
+            return self
         return dataclasses.replace(self, path=Path(os.path.abspath(self.path)))
 
 
 class Source(Protocol):
-    """Reads the inputs of one `InputKind`."""
+    """Reads the inputs of one `InputKind`.
+
+    A source may also have ``prefetch(refs)`` and ``release(refs)``: the engine calls them
+    around a chunk of inputs (`sources.prefetched`), so a server can be asked once per chunk.
+    """
 
     kind: InputKind
 

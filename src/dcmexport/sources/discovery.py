@@ -19,22 +19,29 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
 from ..errors import DcmExportError, UsageError
-from . import archives, dicomdir
+from . import archives, dicomdir, remote
 from .base import InputRef
+from .servers import ServerInput, as_server_input
 
 log = logging.getLogger(__name__)
 
 
 def discover(
-    inputs: Iterable[str | os.PathLike[str]], exclude: Iterable[Path] = ()
+    inputs: Iterable[str | os.PathLike[str] | ServerInput], exclude: Iterable[Path] = ()
 ) -> Iterator[InputRef]:
     """Yield every file under `inputs`, sorted by name per folder, skipping `exclude` folders.
 
     Symlinked folders are not followed, so a link loop cannot trap the walk; symlinked files
-    are. A missing input is a `UsageError`.
+    are. A missing input is a `UsageError`. A SERVER input (a `ServerInput`, or an
+    ``http(s)://`` / ``dicom://`` string) yields its matching instances (`remote`).
     """
     excluded = {p.resolve() for p in exclude}
     for item in inputs:
+        server = as_server_input(item)
+        if server is not None:
+            yield from remote.take_inputs(server)
+            continue
+        assert not isinstance(item, ServerInput)
         path = Path(item)
         if path.is_dir():
             for file_path in walk(path, excluded):
@@ -119,11 +126,19 @@ def _archive_dicomdir_gaps(path: Path, member: str, names: list[str]) -> Iterato
             yield InputRef(path, member=expected, problem=f"DICOMDIR {ref.record}: {ref.problem}")
 
 
-def count_files(inputs: Iterable[str | os.PathLike[str]], exclude: Iterable[Path] = ()) -> int:
-    """How many files `discover` will yield (for a progress bar's total), without keeping them."""
+def count_files(
+    inputs: Iterable[str | os.PathLike[str] | ServerInput], exclude: Iterable[Path] = ()
+) -> int:
+    """How many files `discover` will yield (for a progress bar's total), without keeping them
+    (a server's instances are listed here once; `discover` reuses that listing)."""
     excluded = {p.resolve() for p in exclude}
     total = 0
     for item in inputs:
+        server = as_server_input(item)
+        if server is not None:
+            total += len(remote.list_inputs(server))
+            continue
+        assert not isinstance(item, ServerInput)
         path = Path(item)
         if path.is_dir():
             total += sum(1 for _ in walk(path, excluded))
