@@ -168,7 +168,7 @@ def codec_converts_colour(ts: UID, bits_allocated: int = 8) -> bool:
     for 12-bit JPEG colour, which pydicom's colour conversion refuses (uint8 only).
     (JPEG 2000's YBR_ICT/YBR_RCT are undone by the codec and come out as RGB.)
     """
-    return str(ts) in _JPEG_FAMILY and bits_allocated <= 8
+    return (str(ts) in _JPEG_FAMILY and bits_allocated <= 8) or codecs.is_video(str(ts))
 
 
 def _unsupported(ts: UID, what: str) -> errors.UnsupportedTransferSyntaxError:

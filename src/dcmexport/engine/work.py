@@ -93,7 +93,11 @@ def _convert(item: WorkItem, options: ConvertOptions, store: LocalStore) -> list
         frame_bases=dict(item.frame_bases),
         pixel_path=data if isinstance(data, str) else None,
     )
-    return export_instance(instance, options, store)
+    rows = export_instance(instance, options, store)
+    repairs = decoding.repair_notes(ds)  # what decoding had to repair, on every output
+    for row in rows:
+        row.note = "; ".join(n for n in (row.note, *repairs) if n)
+    return rows
 
 
 def convert_one(

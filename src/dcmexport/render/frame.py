@@ -166,7 +166,7 @@ def render_dataset_frame(
     if bits not in (8, 16):
         raise UsageError(f"bits={bits}: use 8 or 16")
     desc = check_renderable(ds)
-    n = decoding.number_of_frames(ds)
+    n = decoding.frames_present(ds)
     if not 1 <= frame_number <= n:
         raise UsageError(f"frame {frame_number} does not exist (the file has {n})")
     decoded = decoding.decode_frame(ds, frame_number - 1, source)
