@@ -201,6 +201,11 @@ def _info_parser(sub: argparse._SubParsersAction) -> None:
         "--bulk", action="store_true", help="with --json: include binary values as InlineBinary"
     )
     p.add_argument("--full", action="store_true", help="do not shorten long values")
+    p.add_argument(
+        "--value",
+        action="store_true",
+        help="with --tag: print only the value(s), one per line (for scripts)",
+    )
     _add_verbosity(p)
     p.set_defaults(run=_run_info)
 
@@ -361,12 +366,11 @@ def _run_info(args: argparse.Namespace) -> int:
             model = metadata.to_json_model(ds, bulk=args.bulk)
             print(json.dumps(model, indent=1, ensure_ascii=False))
             return 0
+        truncated = metadata_truncation(args.file, ds)
+        if truncated:
+            _err(f"{args.file}: {truncated}; showing what could be read")
         if args.find:
-            lines = [
-                line
-                for element in metadata.find_elements(ds, args.find)
-                for line in metadata.element_lines(element, full=args.full)
-            ]
+            lines = metadata.find_lines(ds, args.find, full=args.full)
             print("\n".join(lines) if lines else f"no element matches {args.find!r}")
             return 0 if lines else 1
         if not tags:
@@ -377,9 +381,22 @@ def _run_info(args: argparse.Namespace) -> int:
             if element is None:
                 missing += 1
                 _err(f"{tag} is not in {args.file}")
+            elif args.value:
+                print("\n".join(metadata.value_lines(element)))
             else:
                 print("\n".join(metadata.element_lines(element, full=args.full)))
         return 1 if missing else 0
+
+
+def metadata_truncation(path: str, ds: object) -> str | None:
+    """What `info` says about a truncated file (None when it looks whole)."""
+    from .dicom.decoding import describe_truncation
+
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        size = None
+    return describe_truncation(ds, size)  # type: ignore[arg-type]
 
 
 def _run_index(args: argparse.Namespace) -> int:
@@ -432,6 +449,17 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the flush at exit cannot raise BrokenPipeError."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -445,6 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler.addFilter(lambda record: not record.name.startswith("pydicom"))
     try:
         return int(args.run(args))
+    except BrokenPipeError:  # `dcmexport info FILE | head -1`: the reader has what it wanted
+        _quiet_stdout()
+        return 141
     except UsageError as exc:
         _err(str(exc))
         return 2
