@@ -41,3 +41,8 @@ class OutsideOutputError(DcmExportError):
 
 class InputReadError(DcmExportError):
     """The input file could not be read (vanished, no permission, I/O error)."""
+
+
+class UnreadableDicomError(DcmExportError):
+    """A DICOM file (Part 10 preamble) whose header pydicom cannot parse: an error, not a
+    skipped non-DICOM file."""
