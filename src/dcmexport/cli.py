@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._version import __version__
-from .errors import DcmExportError, NotDicomError, UsageError
+from .errors import DcmExportError, NotDicomError, UnreadableDicomError, UsageError
 from .index.columns import IndexLevel
 from .options import MetadataFormat, StillFormat, VideoFormat
+from .progress import RunOutcome
 
 DEFAULT_INPUT = "dicom_data"
 DEFAULT_OUTPUT = "output"
@@ -316,6 +317,9 @@ def _run_convert(args: argparse.Namespace) -> int:
     finally:
         if reporter is not None:
             reporter.close()
+    outcome = _run_outcome(summary.manifest, inputs) if not args.quiet else None
+    if outcome is not None:
+        outcome.print_before_summary()
     if not args.quiet:
         up_to_date = f", {summary.up_to_date} already up to date" if summary.up_to_date else ""
         series = f"{summary.series_videos} series video(s), " if summary.series_videos else ""
@@ -325,7 +329,8 @@ def _run_convert(args: argparse.Namespace) -> int:
             f"converted {summary.converted} file(s) to {summary.images} image(s)"
             f"{f' and {summary.videos} video(s)' if summary.videos else ''}{up_to_date}, "
             f"{series}"
-            f"skipped {summary.skipped}, failed {summary.failed} "
+            f"skipped {summary.skipped}, failed {summary.failed - _missing(outcome)}"
+            f"{_missing_text(outcome)} "
             f"in {summary.elapsed:.1f} s ({summary.files_per_second:.0f} files/s); "
             f"manifest: {summary.manifest}",
             file=sys.stderr,
@@ -335,6 +340,24 @@ def _run_convert(args: argparse.Namespace) -> int:
     elif summary.exit_code == 2:
         _err("no convertible DICOM image found (see the manifest for why each was skipped)")
     return summary.exit_code
+
+
+def _run_outcome(manifest: Path, inputs: list[str]) -> RunOutcome | None:
+    from .progress import read_outcome
+
+    try:
+        return read_outcome(manifest, inputs)
+    except OSError:
+        return None
+
+
+def _missing(outcome: RunOutcome | None) -> int:
+    return outcome.missing if outcome is not None else 0
+
+
+def _missing_text(outcome: RunOutcome | None) -> str:
+    n = _missing(outcome)
+    return f", {n} referenced by a DICOMDIR but missing" if n else ""
 
 
 def _run_info(args: argparse.Namespace) -> int:
@@ -354,8 +377,8 @@ def _run_info(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore" if not args.verbose else "default")
         try:
             ds = read_dataset(args.file)
-        except NotDicomError as exc:
-            raise NotDicomError(f"{args.file}: {exc}") from None
+        except (NotDicomError, UnreadableDicomError) as exc:
+            raise type(exc)(f"{args.file}: {exc}") from None
         if args.json:
             if tags:  # only the asked-for elements, still as DICOM JSON
                 subset = Dataset()

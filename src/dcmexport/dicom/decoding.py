@@ -108,9 +108,12 @@ def read_dataset(
         raise
     except OSError as exc:
         raise errors.InputReadError(f"cannot read the file ({exc.strerror or exc})") from None
-    except Exception as exc:  # pydicom raises many types on junk input
-        reason = f"unreadable DICOM header ({_one_line(exc)})" if part10 else "not a DICOM file"
-        raise errors.NotDicomError(reason) from None
+    except Exception as exc:  # pydicom raises many types on junk input (RecursionError too)
+        if part10:
+            raise errors.UnreadableDicomError(
+                f"unreadable DICOM header ({_one_line(exc)})"
+            ) from None
+        raise errors.NotDicomError("not a DICOM file") from None
     if not part10 and not any(tag.group in (0x0008, 0x0020, 0x0028) for tag in ds.keys()):  # noqa: SIM118
         raise errors.NotDicomError("not a DICOM file")
     return ds
