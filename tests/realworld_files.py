@@ -114,6 +114,19 @@ def video_dataset(ts: str, frames: int = 30, rows: int = 48, columns: int = 64) 
     return ds
 
 
+def part10_bytes(ds: Dataset) -> bytes:
+    """`ds` as an explicit VR little endian Part 10 file, whatever its File Meta names as the
+    transfer syntax (pydicom refuses to save one it does not know)."""
+    from pydicom.filewriter import write_file_meta_info
+
+    fp = DicomBytesIO()
+    fp.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(fp, ds.file_meta, enforce_standard=False)
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, ds)
+    return bytes(fp.getvalue())
+
+
 def save(ds: Dataset, path: Path) -> Path:
     ds.save_as(path, enforce_file_format=False)
     return path

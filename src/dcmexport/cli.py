@@ -495,7 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for handler in logging.getLogger().handlers:
             handler.addFilter(lambda record: not record.name.startswith("pydicom"))
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
     except BrokenPipeError:  # `dcmexport info FILE | head -1`: the reader has what it wanted
         _quiet_stdout()
         return 141

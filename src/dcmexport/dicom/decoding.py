@@ -231,14 +231,14 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
 
     original = ds
     ts = transfer_syntax(ds)
+    if str(ts) == codecs.DEFLATED_IMAGE_FRAME:  # newer than pydicom 3.0's UID dictionary
+        return _deflated_frame(ds, frame_index)
     if not ts.is_transfer_syntax:
         raise _unsupported(ts, "cannot be decoded")
     _infer_file_meta(ds, ts)
     bits_allocated = _bits_allocated(ds)
     if codecs.is_video(ts):
         return _video_frame(ds, ts, frame_index)
-    if str(ts) == codecs.DEFLATED_IMAGE_FRAME:
-        return _deflated_frame(ds, frame_index)
     if not ts.is_encapsulated and "PixelData" in ds:
         if bits_allocated == 12:
             return _packed_12bit_frame(ds, frame_index)
@@ -580,7 +580,7 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
     from pydicom.pixels import iter_pixels
 
     ts = transfer_syntax(ds)
-    if not ts.is_transfer_syntax:
+    if not ts.is_transfer_syntax and str(ts) != codecs.DEFLATED_IMAGE_FRAME:
         raise _unsupported(ts, "cannot be decoded")
     done = 0
     n = frames_present(ds)
