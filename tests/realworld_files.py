@@ -8,7 +8,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
@@ -130,5 +129,3 @@ def part10_bytes(ds: Dataset) -> bytes:
 def save(ds: Dataset, path: Path) -> Path:
     ds.save_as(path, enforce_file_format=False)
     return path
-
-

@@ -231,7 +231,9 @@ def test_jpeg_processes_match_dcmj2pnm(
 def _frames(path_or_stream: Path | bytes, fmt: str | None = None) -> list[np.ndarray]:
     import av
 
-    source = io.BytesIO(path_or_stream) if isinstance(path_or_stream, bytes) else str(path_or_stream)
+    source = (
+        io.BytesIO(path_or_stream) if isinstance(path_or_stream, bytes) else str(path_or_stream)
+    )
     with av.open(source, format=fmt) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
@@ -249,11 +251,13 @@ def test_encapsulated_video_is_copied_into_mp4_and_stills_are_its_frames(
     assert "stream copied into MP4 without re-encoding (30 frames)" in video["note"]
     assert "frame 99 does not exist (the file has 30)" in video["note"]
     stream = decoding.video_elementary_stream(ds)
-    codec, fmt = VIDEO_CODECS[ts]
+    _codec, fmt = VIDEO_CODECS[ts]
     demuxer = "mpegvideo" if fmt == "mpeg2video" else fmt
     expected = _frames(stream, demuxer)
     written = _frames(tmp_path / "out" / video["output"])
-    assert len(written) == 30 and all(np.array_equal(a, b) for a, b in zip(expected, written))
+    assert len(written) == 30 and all(
+        np.array_equal(a, b) for a, b in zip(expected, written, strict=True)
+    )
     from PIL import Image
 
     still = np.asarray(Image.open(tmp_path / "out" / "scope" / "0015.png"))

@@ -198,7 +198,7 @@ def iter_video_frames(stream: bytes, ts: str, *, grey: bool) -> Iterator[np.ndar
     import av
 
     try:
-        container = av.open(io.BytesIO(stream), format=VIDEO_SYNTAXES[str(ts)])
+        container = av.open(io.BytesIO(stream), "r", format=VIDEO_SYNTAXES[str(ts)])
     except Exception as exc:
         raise PixelDataError(f"cannot open the video stream ({_one_line(exc)})") from None
     with container:

@@ -347,7 +347,7 @@ def describe_truncation(ds: Dataset, size: int | None) -> str | None:
         return f"the file is truncated: Pixel Data has {present} of {expected} bytes"
     if size is None:
         return None
-    tags = list(ds.keys())  # noqa: SIM118
+    tags = list(ds.keys())
     if not tags:
         return None
     last = ds.get_item(tags[-1], keep_deferred=True)
@@ -365,7 +365,7 @@ def _native_truncation(ds: Dataset) -> tuple[int, int, int] | None:
     """(bytes present, bytes expected, bytes per frame) when native pixel data is short."""
     cache = _cache(ds)
     if "truncation" in cache:
-        return cache["truncation"]  # type: ignore[no-any-return]
+        return cache["truncation"]
     result = None
     try:
         ts = transfer_syntax(ds)
@@ -440,7 +440,7 @@ def _relabelled(ds: Dataset, ts: UID) -> tuple[Dataset, UID] | None:
     """
     cache = _cache(ds)
     if "relabelled" in cache:
-        return cache["relabelled"]  # type: ignore[no-any-return]
+        return cache["relabelled"]
     result = None
     element = ds.get_item("PixelData", keep_deferred=True)
     value = getattr(element, "value", None)
@@ -567,7 +567,7 @@ def _video_frame(ds: Dataset, ts: UID, frame_index: int) -> np.ndarray:
                 f"frame {frame_index + 1} is not in the video stream ({state[0]} frames)"
             ) from None
         state[0] += 1
-    return state[2]  # type: ignore[no-any-return]
+    return state[2]
 
 
 def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
