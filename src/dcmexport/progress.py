@@ -129,7 +129,7 @@ class RunOutcome:
 def _reason_group(error: str) -> str:
     """A failure reason without what is specific to one file (paths, frame numbers, sizes),
     so that files failing the same way are counted together."""
-    text = re.sub(r"\(\d+ of \d+[^)]*\)|\d+", "N", error)
+    text = re.sub(r"\d+ of \d+|\bframes? \d+|\b\d{5,}\b", "N", error)
     return text[:160]
 
 
