@@ -26,11 +26,13 @@ def test_preferred_plugins_come_first() -> None:
 
 
 def test_jpeg_extended_decoder_follows_the_sample_depth() -> None:
-    """8-bit: Pillow (libjpeg-turbo upsamples chroma as DCMTK does); 12-bit: pylibjpeg."""
+    """8-bit: Pillow (libjpeg-turbo upsamples chroma as DCMTK does); 12-bit: imagecodecs
+    when installed (equals dcmdjpeg, reads what libjpeg rejects), else pylibjpeg."""
     extended = pydicom.uid.JPEGExtended12Bit
+    twelve = "imagecodecs" if decoding.codecs.imagecodecs_available() else "pylibjpeg"
     assert decoding.plugin_order(extended, 8)[0] == "pillow"
-    assert decoding.plugin_order(extended, 16)[0] == "pylibjpeg"
-    assert decoding.plugin_order(extended)[0] == "pylibjpeg"
+    assert decoding.plugin_order(extended, 16)[0] == twelve
+    assert decoding.plugin_order(extended)[0] == twelve
 
 
 def test_unsupported_transfer_syntax_names_it_once_and_says_what_would_decode(

@@ -27,9 +27,10 @@ log = logging.getLogger(__name__)
 #: Preferred decoding plugins per Transfer Syntax UID, fastest correct first.
 PREFERRED_PLUGINS: dict[str, tuple[str, ...]] = {
     "1.2.840.10008.1.2.4.50": ("pillow", "pylibjpeg", "imagecodecs", "gdcm"),  # baseline
-    # JPEG extended 12-bit: imagecodecs (libjpeg-turbo 3) reads the 12-bit streams libjpeg
-    # rejects ("misplaced marker"), and matches DCMTK as closely (docs/notes/realworld.md)
-    "1.2.840.10008.1.2.4.51": ("pylibjpeg", "imagecodecs", "pillow", "gdcm"),
+    # JPEG extended 12-bit: imagecodecs (libjpeg-turbo 3) reads the streams libjpeg rejects
+    # ("misplaced marker"), equals dcmdjpeg exactly where pylibjpeg is off by 1 on 6 % of
+    # pixels, and is 4x faster (512x512: 6 vs 27 ms; docs/notes/realworld.md)
+    "1.2.840.10008.1.2.4.51": ("imagecodecs", "pylibjpeg", "pillow", "gdcm"),
     "1.2.840.10008.1.2.4.53": ("imagecodecs",),  # JPEG extended 6/8 (retired)
     "1.2.840.10008.1.2.4.55": ("imagecodecs",),  # JPEG progressive 10/12 (retired)
     "1.2.840.10008.1.2.4.57": ("pylibjpeg", "imagecodecs", "gdcm"),  # JPEG lossless
