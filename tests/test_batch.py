@@ -43,7 +43,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("series")
     write_ct_series(folder / "ct", 40, size=128)
     shutil.copy(pydicom_file("SC_rgb_rle_2frame.dcm"), folder / "cine.dcm")
-    shutil.copy(pydicom_file("MR_truncated.dcm"), folder / "broken.dcm")
+    shutil.copy(pydicom_file("JPEG2000-embedded-sequence-delimiter.dcm"), folder / "broken.dcm")
     (folder / "notes.txt").write_text("hello")
     return folder
 

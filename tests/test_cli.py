@@ -132,16 +132,18 @@ def test_bad_file_is_reported_and_the_rest_converted(tmp_path: Path, capsys) -> 
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(pydicom_file("CT_small.dcm"), src / "good.dcm")
-    shutil.copy(pydicom_file("MR_truncated.dcm"), src / "broken.dcm")
+    shutil.copy(pydicom_file("JPEG2000-embedded-sequence-delimiter.dcm"), src / "broken.dcm")
     out = tmp_path / "out"
     assert main(["convert", str(src), "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert "broken.dcm" in err and "Traceback" not in err
-    assert err.count("\n") <= 3  # one line for the failure, one summary
+    # one line for the failure, the failures by reason (3 lines) and one summary
+    assert err.count("\n") <= 6
+    assert "1 input(s) failed; by reason:" in err and f"{out / 'manifest.csv'}" in err
     rows = {Path(r["source"]).name: r for r in read_manifest(out)}
     assert rows["good.dcm"]["status"] == "ok"
     assert rows["broken.dcm"]["status"] == "error"
-    assert "less than expected" in rows["broken.dcm"]["error"]
+    assert "cannot decode" in rows["broken.dcm"]["error"]
 
 
 def test_inputs_are_never_modified_and_no_temp_files_remain(inputs: Path, tmp_path: Path) -> None:

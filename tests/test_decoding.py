@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import MPEG2MPML, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
+from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
 from dcmexport.dicom import decoding
 from dcmexport.errors import NotDicomError, UnsupportedTransferSyntaxError
@@ -26,22 +26,30 @@ def test_preferred_plugins_come_first() -> None:
 
 
 def test_jpeg_extended_decoder_follows_the_sample_depth() -> None:
-    """8-bit: Pillow (libjpeg-turbo upsamples chroma as DCMTK does); 12-bit: pylibjpeg."""
+    """8-bit: Pillow (libjpeg-turbo upsamples chroma as DCMTK does); 12-bit: imagecodecs
+    when installed (equals dcmdjpeg, reads what libjpeg rejects), else pylibjpeg."""
     extended = pydicom.uid.JPEGExtended12Bit
+    twelve = "imagecodecs" if decoding.codecs.imagecodecs_available() else "pylibjpeg"
     assert decoding.plugin_order(extended, 8)[0] == "pillow"
-    assert decoding.plugin_order(extended, 16)[0] == "pylibjpeg"
-    assert decoding.plugin_order(extended)[0] == "pylibjpeg"
+    assert decoding.plugin_order(extended, 16)[0] == twelve
+    assert decoding.plugin_order(extended)[0] == twelve
 
 
-def test_unsupported_transfer_syntax_names_it(tmp_path: Path) -> None:
+def test_unsupported_transfer_syntax_names_it_once_and_says_what_would_decode(
+    tmp_path: Path,
+) -> None:
     ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
-    ds.file_meta.TransferSyntaxUID = MPEG2MPML
-    ds.PixelData = pydicom.encaps.encapsulate([b"\x00\x00\x01\xb3" + b"\x00" * 60])
+    uid = "1.2.826.0.1.3680043.9.9999.1"  # a private transfer syntax nobody decodes
+    ds.file_meta.TransferSyntaxUID = uid
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8\xff\xd9"])
     ds["PixelData"].VR = "OB"
-    path = tmp_path / "video.dcm"
+    path = tmp_path / "private.dcm"
     ds.save_as(path)
-    with pytest.raises(UnsupportedTransferSyntaxError, match="MPEG2"):
+    with pytest.raises(UnsupportedTransferSyntaxError) as caught:
         render_frame(path)
+    message = str(caught.value)
+    assert message.count(uid) == 1
+    assert "DCMTK" in message and "GDCM" in message
 
 
 def test_missing_plugin_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,6 +57,7 @@ def test_missing_plugin_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -
 
     decoder = get_decoder(JPEGLSLossless)
     monkeypatch.setattr(type(decoder), "available_plugins", property(lambda self: []))
+    monkeypatch.setattr(decoding.codecs, "imagecodecs_available", lambda: False)  # an extra
     with pytest.raises(UnsupportedTransferSyntaxError, match="pyjpegls"):
         decoding.plugin_order(JPEGLSLossless)
 

@@ -467,11 +467,25 @@ def test_rerun_keeps_videos_up_to_date(xa: Path, tmp_path: Path) -> None:
     assert not (out / "xa.mp4").exists() and (out / "xa.gif").is_file()
 
 
-def test_broken_cine_is_an_error_and_leaves_no_partial_video(tmp_path: Path) -> None:
+def test_broken_cine_is_an_error_and_leaves_no_partial_video(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame that fails to decode half-way fails the input; nothing half-written remains.
+    (A truncated cine is not that: its complete frames are written, tests/test_realworld.py.)"""
+    from dcmexport.dicom import decoding
+    from dcmexport.errors import PixelDataError
+
     ds = sample._xa_dataset()
     path = save(ds, tmp_path / "cut.dcm")
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) - 512 * 512 * 10])  # the last ten frames are missing
+    real = decoding.iter_frames
+
+    def breaks_at_frame_5(*args, **kwargs):
+        for index, frame in enumerate(real(*args, **kwargs)):
+            if index == 4:
+                raise PixelDataError("frame 5 is corrupt")
+            yield frame
+
+    monkeypatch.setattr(decoding, "iter_frames", breaks_at_frame_5)
     out = tmp_path / "out"
     summary = convert([path], out, jobs=1)
     assert summary.exit_code == 1

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .errors import DcmExportError, NotDicomError, ServerError, UsageError
+from .errors import (
+    DcmExportError,
+    NotDicomError,
+    ServerError,
+    UnreadableDicomError,
+    UsageError,
+)
 from .index.columns import IndexLevel
 from .options import (
     BurnedInPolicy,
@@ -25,11 +31,10 @@ from .options import (
     VideoFormat,
     VolumeFormat,
 )
+from .progress import RunOutcome
 
 if TYPE_CHECKING:
     from .dicom.deid import DeidOptions
-
-if TYPE_CHECKING:
     from .sources.servers import QueryFilters, Server, ServerInput
 
 DEFAULT_INPUT = "dicom_data"
@@ -333,6 +338,11 @@ def _info_parser(sub: argparse._SubParsersAction) -> None:
         "--bulk", action="store_true", help="with --json: include binary values as InlineBinary"
     )
     p.add_argument("--full", action="store_true", help="do not shorten long values")
+    p.add_argument(
+        "--value",
+        action="store_true",
+        help="with --tag: print only the value(s), one per line (for scripts)",
+    )
     _add_verbosity(p)
     p.set_defaults(run=_run_info)
 
@@ -556,6 +566,9 @@ def _run_convert(args: argparse.Namespace) -> int:
     finally:
         if reporter is not None:
             reporter.close()
+    outcome = _run_outcome(summary.manifest, inputs) if not args.quiet else None
+    if outcome is not None:
+        outcome.print_before_summary()
     if not args.quiet:
         up_to_date = f", {summary.up_to_date} already up to date" if summary.up_to_date else ""
         series = f"{summary.series_videos} series video(s), " if summary.series_videos else ""
@@ -569,7 +582,8 @@ def _run_convert(args: argparse.Namespace) -> int:
             f"converted {summary.converted} file(s) to {summary.images} image(s)"
             f"{f' and {summary.videos} video(s)' if summary.videos else ''}{up_to_date}, "
             f"{series}"
-            f"skipped {summary.skipped}, failed {summary.failed} "
+            f"skipped {summary.skipped}, failed {summary.failed - _missing(outcome)}"
+            f"{_missing_text(outcome)} "
             f"in {summary.elapsed:.1f} s ({summary.files_per_second:.0f} files/s); "
             f"manifest: {summary.manifest}",
             file=sys.stderr,
@@ -666,6 +680,24 @@ def _server_inputs(args: argparse.Namespace, inputs: list[str]) -> list[str | Se
     return out
 
 
+def _run_outcome(manifest: Path, inputs: list[str]) -> RunOutcome | None:
+    from .progress import read_outcome
+
+    try:
+        return read_outcome(manifest, inputs)
+    except OSError:
+        return None
+
+
+def _missing(outcome: RunOutcome | None) -> int:
+    return outcome.missing if outcome is not None else 0
+
+
+def _missing_text(outcome: RunOutcome | None) -> str:
+    n = _missing(outcome)
+    return f", {n} referenced by a DICOMDIR but missing" if n else ""
+
+
 def _run_info(args: argparse.Namespace) -> int:
     import json
     import warnings
@@ -683,8 +715,8 @@ def _run_info(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore" if not args.verbose else "default")
         try:
             ds = read_dataset(args.file)
-        except NotDicomError as exc:
-            raise NotDicomError(f"{args.file}: {exc}") from None
+        except (NotDicomError, UnreadableDicomError) as exc:
+            raise type(exc)(f"{args.file}: {exc}") from None
         if args.json:
             if tags:  # only the asked-for elements, still as DICOM JSON
                 subset = Dataset()
@@ -695,12 +727,11 @@ def _run_info(args: argparse.Namespace) -> int:
             model = metadata.to_json_model(ds, bulk=args.bulk)
             print(json.dumps(model, indent=1, ensure_ascii=False))
             return 0
+        truncated = metadata_truncation(args.file, ds)
+        if truncated:
+            _err(f"{args.file}: {truncated}; showing what could be read")
         if args.find:
-            lines = [
-                line
-                for element in metadata.find_elements(ds, args.find)
-                for line in metadata.element_lines(element, full=args.full)
-            ]
+            lines = metadata.find_lines(ds, args.find, full=args.full)
             print("\n".join(lines) if lines else f"no element matches {args.find!r}")
             return 0 if lines else 1
         if not tags:
@@ -711,9 +742,22 @@ def _run_info(args: argparse.Namespace) -> int:
             if element is None:
                 missing += 1
                 _err(f"{tag} is not in {args.file}")
+            elif args.value:
+                print("\n".join(metadata.value_lines(element)))
             else:
                 print("\n".join(metadata.element_lines(element, full=args.full)))
         return 1 if missing else 0
+
+
+def metadata_truncation(path: str, ds: object) -> str | None:
+    """What `info` says about a truncated file (None when it looks whole)."""
+    from .dicom.decoding import describe_truncation
+
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        size = None
+    return describe_truncation(ds, size)  # type: ignore[arg-type]
 
 
 def _run_index(args: argparse.Namespace) -> int:
@@ -837,6 +881,17 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the flush at exit cannot raise BrokenPipeError."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -849,7 +904,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for handler in logging.getLogger().handlers:
             handler.addFilter(lambda record: not record.name.startswith(("pydicom", "pynetdicom")))
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:  # `dcmexport info FILE | head -1`: the reader has what it wanted
+        _quiet_stdout()
+        return 141
     except (UsageError, ServerError) as exc:  # a server we cannot use: nothing to work on
         _err(str(exc))
         return 2

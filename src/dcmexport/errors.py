@@ -66,3 +66,8 @@ class ServerError(DcmExportError):
 
 class ServerUnreachableError(ServerError, ConnectionError):
     """A PACS or DICOMweb server could not be reached at all (refused, timed out, no route)."""
+
+
+class UnreadableDicomError(DcmExportError):
+    """A DICOM file (Part 10 preamble) whose header pydicom cannot parse: an error, not a
+    skipped non-DICOM file."""

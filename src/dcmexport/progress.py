@@ -6,8 +6,13 @@ implementation. Per-file errors are printed as one line each as they happen.
 
 from __future__ import annotations
 
+import collections
+import csv
+import dataclasses
+import re
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 
@@ -40,6 +45,12 @@ class ConsoleReporter:
     def result(self, result: Any) -> None:
         """One input's outcome: anything with source, status, reason, detail, up_to_date."""
         self._done += 1
+        if self._total is not None and self._done > self._total:
+            # inputs found beyond the count (records of a DICOMDIR whose files are missing):
+            # the total grows with them, so progress never passes 100 %
+            self._total = self._done
+            if self._bar is not None:
+                self._bar.total = self._done
         if result.status == "error":
             self._message(f"dcmexport: {result.source}: {result.reason}")
             if self.verbose and result.detail:
@@ -73,3 +84,88 @@ class ConsoleReporter:
                 f"{rate:.0f} files/s, about {left:.0f} s left"
             )
         return f"dcmexport: {self._done} files, {rate:.0f} files/s"
+
+
+#: failure reasons printed at the end of a run
+TOP_REASONS = 10
+_MISSING = re.compile(r"^DICOMDIR .*: referenced file (?P<name>.+) is missing$")
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    """What the end of a `convert` run says, read back from its manifest: failures grouped by
+    reason, and files a DICOMDIR references that are not on the CD (counted apart)."""
+
+    manifest: Path
+    reasons: collections.Counter[str]
+    missing: int = 0
+    referenced: int = 0
+    first_missing: str = ""
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.missing:
+            total = max(self.referenced, self.missing)
+            out.append(
+                f"dcmexport: the CD is incomplete: {self.missing} of {total} referenced files "
+                f"are missing (first: {self.first_missing})"
+            )
+        if self.reasons:
+            failed = sum(self.reasons.values())
+            out.append(f"dcmexport: {failed} input(s) failed; by reason:")
+            for reason, count in self.reasons.most_common(TOP_REASONS):
+                out.append(f"  {count:>6}  {reason}")
+            if len(self.reasons) > TOP_REASONS:
+                rest = sum(c for _, c in self.reasons.most_common()[TOP_REASONS:])
+                out.append(f"  {rest:>6}  (other reasons)")
+            out.append(f"dcmexport: every input's outcome is in {self.manifest}")
+        return out
+
+    def print_before_summary(self, stream: TextIO | None = None) -> None:
+        for line in self.lines():
+            print(line, file=stream if stream is not None else sys.stderr)
+
+
+def _reason_group(error: str) -> str:
+    """A failure reason without what is specific to one file (paths, frame numbers, sizes),
+    so that files failing the same way are counted together."""
+    text = re.sub(r"\d+ of \d+|\bframes? \d+|\b\d{5,}\b", "N", error)
+    return text[:160]
+
+
+def read_outcome(manifest: Path, inputs: list[str]) -> RunOutcome:
+    """The outcome of the run whose manifest is `manifest` (OSError if it is not there)."""
+    reasons: collections.Counter[str] = collections.Counter()
+    missing: list[str] = []
+    with open(manifest, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        for row in csv.DictReader(f):
+            if row.get("status") != "error":
+                continue
+            found = _MISSING.match(row.get("error", ""))
+            if found:
+                missing.append(found.group("name"))
+            else:
+                reasons[_reason_group(row.get("error", ""))] += 1
+    outcome = RunOutcome(manifest, reasons, len(missing))
+    if missing:
+        outcome.first_missing = missing[0]
+        outcome.referenced = _referenced_count(inputs)
+    return outcome
+
+
+def _referenced_count(inputs: list[str]) -> int:
+    """How many files the DICOMDIRs among `inputs` reference (read only when some are missing)."""
+    from .sources import dicomdir
+    from .sources.discovery import walk
+
+    total = 0
+    for item in inputs:
+        path = Path(item)
+        candidates = [path] if path.is_file() else walk(path, set()) if path.is_dir() else []
+        for candidate in candidates:
+            if candidate.name.casefold() == "dicomdir":
+                try:
+                    total += len(dicomdir.references(candidate))
+                except Exception:  # an unreadable DICOMDIR was reported during the run
+                    continue
+    return total

@@ -347,6 +347,33 @@ def find_elements(ds: Dataset, text: str) -> list[DataElement]:
     return found
 
 
+def find_lines(ds: Dataset, text: str, *, full: bool = False) -> list[str]:
+    """``--find``'s lines: each matching element, its keyword at the end of its first line
+    (``# PatientName``, as dcmdump shows it), ready to pass to ``--tag``."""
+    lines = []
+    for element in find_elements(ds, text):
+        found = element_lines(element, full=full)
+        if found and element.keyword:
+            found[0] += f"  # {element.keyword}"
+        lines += found
+    return lines
+
+
+def value_lines(element: DataElement) -> list[str]:
+    """``--value``: an element's value(s) alone, one per line; a sequence as its item count,
+    binary data as its length (nothing a script could mistake for text)."""
+    value = element.value
+    if element.VR == "SQ":
+        return [str(len(value or []))]
+    if isinstance(value, (bytes, bytearray)):
+        return [f"{len(value)} bytes"]
+    if value is None:
+        return [""]
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [str(v) for v in value]
+    return [str(value)]
+
+
 def _matches(element: DataElement, needle: str) -> bool:
     return needle in element.keyword.lower() or needle in _element_name(element).lower()
 

@@ -138,7 +138,11 @@ def _convert(
         pixel_path=data if isinstance(data, str) else None,
         metadata_ds=metadata_ds,
     )
-    return export_instance(instance, options, store)
+    rows = export_instance(instance, options, store)
+    repairs = decoding.repair_notes(ds)  # what decoding had to repair, on every output
+    for row in rows:
+        row.note = "; ".join(n for n in (row.note, *repairs) if n)
+    return rows
 
 
 def convert_one(

@@ -72,10 +72,11 @@ def open_instance(
 ) -> Instance:
     """An `Instance` for `ds`; `NoPixelDataError` for objects without an image (SR, RT)."""
     desc = check_renderable(ds)
+    decoding.check_pixel_header(ds)
     return Instance(
         ds,
         desc,
-        decoding.number_of_frames(ds),
+        decoding.frames_present(ds),
         source,
         base,
         note,

@@ -64,7 +64,7 @@ class MultiFrameClip:
 
     @property
     def n_frames(self) -> int:
-        return decoding.number_of_frames(self.ds)
+        return decoding.frames_present(self.ds)
 
     @property
     def rows(self) -> int:

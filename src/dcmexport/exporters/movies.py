@@ -6,16 +6,18 @@ stills only.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 from pydicom.dataset import Dataset
 
 from ..dicom import decoding
 from ..manifest import Kind, ManifestRow
-from ..options import ConvertOptions
+from ..options import ConvertOptions, VideoFormat
 from ..store import LocalStore
 from .base import Instance, Level, SeriesJob, Target
 from .cine import Clip, MultiFrameClip, SliceClip, export_clip
+from .remux import remux_to_mp4
 from .video import clip_timing
 
 
@@ -72,8 +74,13 @@ class VideoExporter:
         store: LocalStore,
         rows: list[ManifestRow],
     ) -> list[ManifestRow]:
+        out: list[ManifestRow] = []
+        if decoding.is_video_syntax(instance.ds):
+            out, options = self._copy_stream(instance, options, store)
+            if not options.video.kinds:
+                return out
         clip = MultiFrameClip(instance.ds, instance.desc, instance.pixel_path)
-        return write_videos(
+        return out + write_videos(
             clip,
             instance.ds,
             source=instance.source,
@@ -83,6 +90,32 @@ class VideoExporter:
             options=options,
             store=store,
         )
+
+    def _copy_stream(
+        self, instance: Instance, options: ConvertOptions, store: LocalStore
+    ) -> tuple[list[ManifestRow], ConvertOptions]:
+        """Encapsulated video: its stream copied into MP4 as it is (no re-encoding); the
+        options left for what still needs decoded frames (a GIF)."""
+        if VideoFormat.MP4.value not in options.video.kinds:
+            return [], options
+        ds = instance.ds
+        ts = decoding.transfer_syntax(ds)
+        timing = clip_timing(ds, instance.n_frames, options.fps)
+        rel = f"{instance.base}.mp4"
+        with store.open_atomic(rel) as tmp:
+            frames = remux_to_mp4(decoding.video_elementary_stream(ds), str(ts), timing.fps, tmp)
+        note = f"{ts.name} stream copied into MP4 without re-encoding ({frames} frames)"
+        if options.raw:
+            note += "; --raw applies to stills"
+        row = ManifestRow(
+            source=instance.source,
+            output=store.relative(store.path(rel)),
+            voi="colour",
+            kind=Kind.VIDEO,
+            note="; ".join(n for n in (instance.note, note) if n),
+        )
+        rest = VideoFormat.GIF if VideoFormat.GIF.value in options.video.kinds else VideoFormat.NONE
+        return [row], dataclasses.replace(options, video=rest)
 
 
 class SeriesVideoExporter:

@@ -11,7 +11,7 @@ from typing import ClassVar
 from ..dicom import decoding
 from ..errors import NoPixelDataError, UsageError
 from ..manifest import Kind, ManifestRow
-from ..options import ConvertOptions, StillFormat
+from ..options import ConvertOptions, FrameKind, FrameSelection, StillFormat
 from ..render.frame import render_decoded
 from ..render.overlays import describe_overlays
 from ..render.pipeline import Rendered, modality_rescale
@@ -43,6 +43,14 @@ class StillExporter:
             )
         width = max(4, len(str(n_frames)))
         targets = []
+        missing = _frames_beyond(options.frames, n_frames)
+        if missing:
+            shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+            decoding.add_note(
+                instance.ds, f"--frames: frame {shown} does not exist (the file has {n_frames})"
+            )
+            if len(missing) == len(_requested(options.frames)) and options.video.kinds:
+                return []  # only the video: the file has none of the frames asked for
         for n in options.frames.frame_numbers(n_frames):
             claimed = instance.frame_bases.get(n)
             base = claimed if claimed is not None else f"{instance.base}/{n:0{width}d}"
@@ -70,12 +78,32 @@ class StillExporter:
                 raw=options.raw,
                 overlays=options.overlays,
             )
+            if rendered.image.dtype.kind == "f" and options.format is not StillFormat.TIFF:
+                raise UsageError("--raw on floating-point pixels needs --format tiff (float32)")
             if rendered.image.dtype.itemsize > 1 and options.format is StillFormat.JPEG:
                 raise UsageError("--raw on data over 8 bits needs --format png or tiff")
             data = encode_still(rendered.image, options.format, options.quality)
             output = store.put(target.rel, data)
             out.append(_still_row(instance, target.frame, output, rendered))
         return out
+
+
+def _grey(instance: Instance) -> bool:
+    desc = instance.desc
+    return desc.samples_per_pixel == 1 and desc.photometric_interpretation != "PALETTE COLOR"
+
+
+def _requested(selection: FrameSelection) -> list[int]:
+    """The frame numbers a list or range selection names, whether they exist or not."""
+    if selection.kind is FrameKind.RANGE:
+        a, b = selection.numbers
+        return list(range(a, b + 1))
+    return list(selection.numbers) if selection.kind is FrameKind.LIST else []
+
+
+def _frames_beyond(selection: FrameSelection, n_frames: int) -> list[int]:
+    """Requested frame numbers past the last frame (``--frames 99`` on a 30-frame cine)."""
+    return [n for n in _requested(selection) if n > n_frames]
 
 
 def _still_row(
@@ -92,6 +120,6 @@ def _still_row(
         kind=Kind.IMAGE,
         note="; ".join(n for n in (instance.note, describe_overlays(rendered.overlay_groups)) if n),
     )
-    if rendered.raw_offset is not None:  # so that modality values can be recovered
+    if rendered.raw_offset is not None or _grey(instance):  # modality values recoverable
         row.rescale_slope, row.rescale_intercept = modality_rescale(instance.ds, (frame or 1) - 1)
     return row

@@ -23,17 +23,30 @@ from .pipeline import (
     render_raw,
     render_stored,
 )
-from .windowing import VoiLut, Window
+from .windowing import VoiLut, VoiLutFunction, Window, select_voi
 
 
 def check_renderable(ds: Dataset) -> PixelDescription:
     """The pixel description of an image dataset; `NoPixelDataError` for non-image objects."""
     keyword = decoding.pixel_keyword(ds)
+    private = _private_pixels(ds) if keyword is None else None
+    if private:
+        raise PixelDataError(private)
     if keyword is None:
         raise NoPixelDataError(decoding.describe_missing_pixels(ds))
-    if keyword != "PixelData":
-        raise PixelDataError(f"{keyword} (floating-point pixels) is not supported")
     return PixelDescription.from_dataset(ds)
+
+
+def _private_pixels(ds: Dataset) -> str | None:
+    """Pixels kept in a vendor's private group 7FE1 (ELSCINT1's compressed pixels): say so."""
+    if not any(tag.group == 0x7FE1 for tag in ds.keys()):  # noqa: SIM118
+        return None
+    creator = ds.get((0x7FE1, 0x0010))
+    vendor = str(creator.value).strip() if creator is not None else ""
+    return (
+        f"the pixels are in a private element of {vendor or 'a vendor'} (group 7FE1), in the "
+        "vendor's own compression, not in Pixel Data: no open decoder reads them"
+    )
 
 
 def _palette_to_rgb(indices: np.ndarray, ds: Dataset) -> tuple[np.ndarray, int]:
@@ -77,8 +90,9 @@ def _palette_for_pydicom(ds: Dataset) -> Dataset:
 
 
 def stored_values(decoded: np.ndarray, desc: PixelDescription) -> np.ndarray:
-    """Grey container values masked to Bits Stored at High Bit, sign-extended (1-bit as is)."""
-    if desc.bits_allocated <= 1:
+    """Grey container values masked to Bits Stored at High Bit, sign-extended (1-bit and
+    floating-point values as they are)."""
+    if desc.bits_allocated <= 1 or decoded.dtype.kind == "f":
         return decoded
     return px.extract_stored_values(
         decoded, desc.bits_stored, desc.high_bit, desc.pixel_representation
@@ -107,9 +121,18 @@ def render_decoded(
         return render_colour(rgb, lut_bits, bits)
     if decoded.ndim == 3:
         return _render_colour_samples(decoded, ds, desc, bits=bits, raw=raw)
+    if decoded.dtype.kind == "f":  # Float / Double Float Pixel Data (parametric maps)
+        if raw:
+            return Rendered(decoded.astype(np.float32), voi="raw float32", raw_offset=0)
+        values = np.nan_to_num(decoded.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        return render_stored(values, frame_transforms(ds, frame_index, desc), window, bits, voi)
     stored = stored_values(decoded, desc)
     if raw:
         return render_raw(stored, desc, bits)
+    if desc.bits_stored == 1 and voi is None:  # segmentations: 0/255, as DCMTK shows them
+        t = frame_transforms(ds, frame_index, desc)
+        if select_voi(window, list(t.windows), list(t.voi_luts)) is None:
+            voi = Window(0.5, 1.0, VoiLutFunction.LINEAR, "1-bit", span=(0.0, 1.0))
     rendered = render_stored(stored, frame_transforms(ds, frame_index, desc), window, bits, voi)
     return _with_overlays(rendered, decoded, ds, frame_index) if overlays else rendered
 
@@ -166,7 +189,7 @@ def render_dataset_frame(
     if bits not in (8, 16):
         raise UsageError(f"bits={bits}: use 8 or 16")
     desc = check_renderable(ds)
-    n = decoding.number_of_frames(ds)
+    n = decoding.frames_present(ds)
     if not 1 <= frame_number <= n:
         raise UsageError(f"frame {frame_number} does not exist (the file has {n})")
     decoded = decoding.decode_frame(ds, frame_number - 1, source)

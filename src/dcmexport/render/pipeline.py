@@ -290,6 +290,11 @@ def _minmax(stored: np.ndarray, t: FrameTransforms, modality: Callable) -> Windo
     """LINEAR window over the modality values present, padding excluded (stored-value space)."""
     mask = px.padding_mask(stored, *t.padding) if t.padding else None
     values = stored[~mask] if mask is not None and not mask.all() else stored
+    if values.dtype.kind == "f":  # floating-point pixels: their own range, no tables
+        ends = modality(np.array([values.min(), values.max()]))
+        center, width = px.minmax_window(float(ends.min()), float(ends.max()))
+        span = (float(ends.min()), float(ends.max()))
+        return Window(center, width, VoiLutFunction.LINEAR, "minmax", span=span)
     lo, hi = int(values.min()), int(values.max())
     if t.modality_lut is None:
         ends = modality(np.array([lo, hi]))
@@ -380,8 +385,9 @@ def render_stored(
         table = _window_table(*key, voi.function, t.invert, bits)
         image = np.take(table, stored.view(np.uint16))
         return Rendered(image, voi.center, voi.width, voi.explanation or voi.function.value)
-    lo, hi = int(stored.min()), int(stored.max())
-    if hi - lo <= _MAX_LUT_SPAN:
+    lo, hi = (0, _MAX_LUT_SPAN + 1) if stored.dtype.kind == "f" else (stored.min(), stored.max())
+    if int(hi) - int(lo) <= _MAX_LUT_SPAN:
+        lo, hi = int(lo), int(hi)
         table = chain(np.arange(lo, hi + 1, dtype=np.int64))
         image = table[np.subtract(stored, lo, dtype=np.intp)]
     else:
