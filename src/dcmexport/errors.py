@@ -41,3 +41,13 @@ class OutsideOutputError(DcmExportError):
 
 class InputReadError(DcmExportError):
     """The input file could not be read (vanished, no permission, I/O error)."""
+
+
+class LimitError(DcmExportError):
+    """The input asks for more than a safety limit allows (pixels, frames, inflated bytes);
+    the message names the limit and the option that raises it."""
+
+
+class StoreError(DcmExportError):
+    """The output folder cannot be used (read-only, full, a symlinked state folder): the run
+    stops with one line instead of failing every file."""
