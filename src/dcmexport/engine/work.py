@@ -15,13 +15,20 @@ import warnings
 from collections.abc import Callable
 
 from .. import sources
-from ..dicom import decoding
-from ..errors import DcmExportError, InputReadError, NoPixelDataError, NotDicomError
+from ..dicom import decoding, limits
+from ..errors import (
+    DcmExportError,
+    InputReadError,
+    NoPixelDataError,
+    NotDicomError,
+    StoreError,
+)
 from ..exporters import SeriesJob, export_instance, export_series, open_instance
 from ..manifest import ManifestRow, Status
 from ..options import ConvertOptions
 from ..sources import InputRef
 from ..store import LocalStore
+from . import faults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,12 +77,16 @@ def guarded(source: str, seq: int, note: str, work: Callable[[], list[ManifestRo
         return FileResult(source, Status.OK, rows, seq=seq)
     except (NotDicomError, NoPixelDataError) as exc:
         status, reason, detail = Status.SKIPPED, str(exc), ""
+    except StoreError:
+        raise
     except DcmExportError as exc:
         status, reason, detail = Status.ERROR, str(exc), ""
-    except (MemoryError, KeyboardInterrupt):
+    except faults.PASS_THROUGH:
         raise
-    except Exception as exc:  # a bug or an unforeseen fault: report it, keep the batch going
-        status, reason, detail = Status.ERROR, failure_reason(exc), traceback.format_exc()
+    except BaseException as exc:  # MemoryError, a Rust panic, a bug: one row, batch goes on
+        if (fault := faults.store_fault(exc)) is not None:  # disk full: stops the run
+            raise fault from None
+        status, reason, detail = Status.ERROR, faults.plain_reason(exc), traceback.format_exc()
     row = ManifestRow(source=source, status=status, error=reason, note=note)
     return FileResult(source, status, [row], reason, detail, seq=seq)
 
@@ -85,6 +96,7 @@ def _convert(item: WorkItem, options: ConvertOptions, store: LocalStore) -> list
         raise InputReadError(item.ref.problem)
     data = sources.open_input(item.ref)
     ds = decoding.read_dataset(data)
+    decoding.check_limits(ds)  # before anything is sized by the header's counts
     instance = open_instance(
         ds,
         source=item.source,
@@ -101,7 +113,8 @@ def convert_one(
 ) -> FileResult:
     """Convert one input; every expected problem becomes a `skipped` or `error` result."""
     store = out_root if isinstance(out_root, LocalStore) else LocalStore(out_root)
-    return guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store))
+    with limits.applied(options.limits):
+        return guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store))
 
 
 def convert_many(
@@ -113,7 +126,8 @@ def convert_many(
 
 def convert_series(job: SeriesJob, options: ConvertOptions, store: LocalStore) -> FileResult:
     """The series-level outputs of one series (`--series-video`); never raises for it."""
-    return guarded(job.source, job.seq, job.note, lambda: export_series(job, options, store))
+    with limits.applied(options.limits):
+        return guarded(job.source, job.seq, job.note, lambda: export_series(job, options, store))
 
 
 def convert_series_many(
