@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from .. import sources
 from .._version import __version__
+from ..dicom import limits
 from ..dicom.series import slice_infos
 from ..errors import UsageError
 from ..exporters import SeriesJob, series_wanted
@@ -103,6 +104,7 @@ def options_key(options: ConvertOptions) -> str:
     """A digest of everything that decides the outputs: a rerun with another key redoes all."""
     fields = dataclasses.asdict(options)
     fields.pop("overwrite", None)
+    fields.pop("limits", None)  # raising a limit redoes only what it refused (errors are redone)
     text = json.dumps([__version__, COLUMNS, fields], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -141,7 +143,7 @@ def convert(
     summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
     store = LocalStore(out_root)
     exclude = [out_root]
-    with executor(n_jobs, scheduler) as pool, _exclusive(store):
+    with executor(n_jobs, scheduler) as pool, _exclusive(store), limits.applied(opts.limits):
         store.clear_temp()
         if reporter is not None:
             reporter.start(sources.count_files(paths, exclude))
