@@ -9,14 +9,25 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
 import sys
+import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from ._version import __version__
-from .errors import DcmExportError, NotDicomError, UsageError
+from .engine.pool import DEFAULT_TIMEOUT, RunTerminated, terminate_as_interrupt
+from .errors import DcmExportError, NotDicomError, StoreError, UsageError
 from .index.columns import IndexLevel
-from .options import MetadataFormat, StillFormat, VideoFormat
+from .options import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_INFLATE,
+    DEFAULT_MAX_PIXELS,
+    MetadataFormat,
+    StillFormat,
+    VideoFormat,
+)
 
 DEFAULT_INPUT = "dicom_data"
 DEFAULT_OUTPUT = "output"
@@ -50,6 +61,38 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
         "--scheduler",
         metavar="ADDRESS",
         help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (pip install 'dcmexport[dask]')",
+    )
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """Safety limits against hostile inputs (docs/cli.md, "Limits")."""
+    p.add_argument(
+        "--max-pixels",
+        default=str(DEFAULT_MAX_PIXELS),
+        metavar="N",
+        help="refuse a frame of more pixels (rows x columns x samples), from the header or "
+        "the codestream, before decoding (default: 2^28)",
+    )
+    p.add_argument(
+        "--max-frames",
+        default=str(DEFAULT_MAX_FRAMES),
+        metavar="N",
+        help="refuse an input of more frames (default: 2^20)",
+    )
+    p.add_argument(
+        "--max-inflate",
+        default=str(DEFAULT_MAX_INFLATE),
+        metavar="BYTES",
+        help="refuse a deflated dataset or archive member that inflates to more, e.g. 4G "
+        "(default: 1G; also refused: over 100 times its compressed size past 64M)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="with worker processes (-j 2 or more), stop an input that takes longer and "
+        "mark it failed (default: 300; 0 = no limit)",
     )
 
 
@@ -167,6 +210,7 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         "of {Keyword} / {Keyword:04d} fields and {stem}, {index}, {frame}",
     )
     _add_execution(p)
+    _add_limits(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -268,13 +312,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit code of a run that could not finish (a fault, not the inputs): see docs/cli.md.
+EXIT_STOPPED = 3
+
+
+def _quiet_warnings(verbose: bool) -> None:
+    """pydicom warns about every oddity it tolerates; the manifest has the reasons."""
+    if not verbose:
+        warnings.filterwarnings("ignore", module="pydicom")
+
+
+def _stopped(args: argparse.Namespace, exc: Exception) -> int:
+    """One line for an exception nothing else caught; the traceback with -v."""
+    from .engine.faults import plain_reason
+
+    if args.verbose:
+        traceback.print_exc()
+    if args.command == "info":  # the file's fault, as for any unreadable file
+        _err(f"{args.file}: {plain_reason(exc)}")
+        return 1
+    _err(f"the run stopped: {plain_reason(exc)} (rerun to resume; -v shows the traceback)")
+    return EXIT_STOPPED
+
+
 def _err(message: str) -> None:
     print(f"dcmexport: {message}", file=sys.stderr)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
     from .engine.batch import convert
-    from .options import ConvertOptions
+    from .options import ConvertOptions, Limits
     from .progress import ConsoleReporter
 
     inputs = [*args.inputs, *args.input] or [DEFAULT_INPUT]
@@ -297,6 +364,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         quality=args.quality,
         metadata=args.metadata,
         overwrite=args.overwrite,
+        limits=Limits(args.max_pixels, args.max_frames, args.max_inflate),
     )
     reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
     try:
@@ -307,6 +375,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             scheduler=args.scheduler,
             reporter=reporter,
+            timeout=args.timeout or None,
         )
     finally:
         if reporter is not None:
@@ -443,14 +512,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # pydicom logs every tolerated oddity; our manifest has the reasons
         for handler in logging.getLogger().handlers:
             handler.addFilter(lambda record: not record.name.startswith("pydicom"))
+    _quiet_warnings(args.verbose)
+    signal.signal(signal.SIGTERM, terminate_as_interrupt)  # SIGTERM stops cleanly, as Ctrl-C
     try:
         return int(args.run(args))
     except UsageError as exc:
         _err(str(exc))
         return 2
+    except StoreError as exc:
+        _err(str(exc))
+        return EXIT_STOPPED
     except DcmExportError as exc:
         _err(str(exc))
         return 1
+    except RunTerminated:
+        _err("terminated")
+        return 143
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except Exception as exc:  # a bug or a fault no guard foresaw: one line, its own code
+        return _stopped(args, exc)

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,9 +26,21 @@ from ..naming import NameRegistry
 from ..options import ConvertOptions
 from ..store import LocalStore, write_atomic
 from .executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, executor, worker_slots
+from .faults import store_fault
 from .plan import plan, series_jobs
+from .pool import DEFAULT_TIMEOUT
 from .state import RunState
-from .work import FileResult, WorkItem, convert_many, convert_one, convert_series_many
+from .work import (
+    FileResult,
+    WorkItem,
+    convert_many,
+    convert_one,
+    convert_series_many,
+    failed_result,
+    failed_series_result,
+)
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8  # files per task: amortises pickling and scheduling, keeps progress smooth
 SERIES_SEQ = 1 << 40  # series outputs come after every input in the manifest
@@ -122,6 +135,7 @@ def convert(
     jobs: int | None = None,
     scheduler: str | None = None,
     reporter: Reporter | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
     **option_values: Any,
 ) -> Summary:
     """Convert every DICOM image under `inputs` into `output`, and write its manifest.
@@ -143,7 +157,11 @@ def convert(
     summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
     store = LocalStore(out_root)
     exclude = [out_root]
-    with executor(n_jobs, scheduler) as pool, _exclusive(store), limits.applied(opts.limits):
+    with (
+        executor(n_jobs, scheduler, timeout) as pool,
+        _exclusive(store),
+        limits.applied(opts.limits),
+    ):
         store.clear_temp()
         if reporter is not None:
             reporter.start(sources.count_files(paths, exclude))
@@ -173,6 +191,7 @@ def convert(
                 1 if pool is None else CHUNK_SIZE,
                 opts,
                 run_store,
+                failed=failed_result,
             ):
                 for item, result in zip(chunk, results, strict=True):
                     state.record(
@@ -186,8 +205,14 @@ def convert(
             if slices:
                 _series(slices, registry, state, pool, opts, run_store, workers, summary)
             write_manifest(summary.manifest, state.rows_of_this_run())
+        except BaseException as exc:  # a stop (Ctrl-C, SIGTERM, disk full): keep what was done
+            _manifest_after_stop(summary.manifest, state)
+            if (fault := store_fault(exc)) is not None and fault is not exc:
+                raise fault from None
+            raise
         finally:
-            state.close()
+            with contextlib.suppress(Exception):  # the disk may be full: the WAL keeps the rows
+                state.close()
     summary.elapsed = time.perf_counter() - started
     return summary
 
@@ -237,7 +262,9 @@ def _series(
     pairs = [(source, os.path.abspath(source)) for source in slices]
     infos = [
         info
-        for _, chunk in bounded_map(slice_infos, pairs, pool, in_flight, CHUNK_SIZE * 8)
+        for _, chunk in bounded_map(
+            slice_infos, pairs, pool, in_flight, CHUNK_SIZE * 8, failed=_no_slice_info
+        )
         for info in chunk
         if info is not None
     ]
@@ -251,7 +278,9 @@ def _series(
         else:
             summary.series_videos += sum(1 for r in rows if r.kind == Kind.SERIES_VIDEO)
     by_key = {job.key: job for job in todo}
-    for _, results in bounded_map(convert_series_many, todo, pool, in_flight, 1, options, store):
+    for _, results in bounded_map(
+        convert_series_many, todo, pool, in_flight, 1, options, store, failed=failed_series_result
+    ):
         for key, result in results:
             job = by_key[key]
             state.record(job.key, job.seq, result.status, result.rows, job.fingerprint)
@@ -277,3 +306,16 @@ def _skip_up_to_date(
             continue
         status = Status.SKIPPED if rows and rows[0].status == Status.SKIPPED else Status.OK
         done(FileResult(item.source, status, rows, seq=item.seq, up_to_date=status == Status.OK))
+
+
+def _no_slice_info(pair: tuple[str, str], reason: str) -> None:
+    """A slice whose header read killed or hung its worker is left out of the series."""
+    return None
+
+
+def _manifest_after_stop(path: Path, state: RunState) -> None:
+    """The manifest of the inputs finished before a stop (best effort: the disk may be full)."""
+    try:
+        write_manifest(path, state.rows_of_this_run())
+    except Exception:  # the run is stopping anyway; the rerun writes it
+        log.warning("could not write the manifest after the stop", exc_info=True)

@@ -135,3 +135,15 @@ def convert_series_many(
 ) -> list[tuple[str, FileResult]]:
     """Series outputs for a chunk of series (one executor task), keyed by series."""
     return [(job.key, convert_series(job, options, store)) for job in jobs]
+
+
+def failed_result(item: WorkItem, reason: str) -> FileResult:
+    """The result of an input whose worker process died or hung on it (`pool.resilient_map`)."""
+    row = ManifestRow(source=item.source, status=Status.ERROR, error=reason, note=item.note)
+    return FileResult(item.source, Status.ERROR, [row], reason, seq=item.seq)
+
+
+def failed_series_result(job: SeriesJob, reason: str) -> tuple[str, FileResult]:
+    """`failed_result` for a series job (`convert_series_many`'s item)."""
+    row = ManifestRow(source=job.source, status=Status.ERROR, error=reason, note=job.note)
+    return job.key, FileResult(job.source, Status.ERROR, [row], reason, seq=job.seq)
