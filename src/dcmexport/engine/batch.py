@@ -25,6 +25,7 @@ from ..manifest import COLUMNS, MANIFEST_NAME, Kind, ManifestRow, Status, manife
 from ..naming import NameRegistry
 from ..options import ConvertOptions
 from ..store import LocalStore, write_atomic
+from ..store.guard import check_output
 from .executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, executor, worker_slots
 from .faults import store_fault
 from .plan import plan, series_jobs
@@ -220,7 +221,7 @@ def convert(
 @contextlib.contextmanager
 def _exclusive(store: LocalStore) -> Iterator[None]:
     """One run per output folder at a time: a second would clear the first's temporary files."""
-    store.state_dir.mkdir(parents=True, exist_ok=True)
+    check_output(store.root)  # writable, and .dcmexport is no link to elsewhere: else exit 2
     try:
         import fcntl
     except ImportError:  # not POSIX: no advisory locks, run unguarded
