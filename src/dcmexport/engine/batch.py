@@ -319,4 +319,4 @@ def _manifest_after_stop(path: Path, state: RunState) -> None:
     try:
         write_manifest(path, state.rows_of_this_run())
     except Exception:  # the run is stopping anyway; the rerun writes it
-        log.warning("could not write the manifest after the stop", exc_info=True)
+        log.debug("could not write the manifest after the stop", exc_info=True)
