@@ -214,7 +214,8 @@ def _zip_members(
         elif info.file_size > max_member_bytes:
             problem = f"member larger than {max_member_bytes} bytes"
         elif info.file_size > limits.inflate_limit(info.compress_size):
-            problem = str(limits.inflate_refusal("the member", info.file_size, info.compress_size))
+            refusal = limits.inflate_refusal("the member", info.file_size, info.compress_size)
+            problem = str(refusal).removeprefix("refused: ")
         elif id(info) in overlapping:
             problem = "member data overlaps another member (zip bomb?)"
         elif name in seen:
@@ -286,7 +287,7 @@ def _tar_problem(info: tarfile.TarInfo, max_member_bytes: int) -> str:
     if info.size > max_member_bytes:
         return f"member larger than {max_member_bytes} bytes"
     if info.size > limits.current().max_inflate:
-        return str(limits.inflate_refusal("the member", info.size, None))
+        return str(limits.inflate_refusal("the member", info.size, None)).removeprefix("refused: ")
     return ""
 
 
