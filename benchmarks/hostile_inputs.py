@@ -110,7 +110,7 @@ def frame_time(path: Path, value: str = "0") -> Path:
     return _save(ds, path)
 
 
-def deflate_bomb(path: Path, inflated: int = 128 * 2**20) -> Path:
+def deflate_bomb(path: Path, inflated: int = 80 * 2**20) -> Path:
     """A Deflated Explicit VR Little Endian file whose dataset inflates to `inflated` bytes."""
     ds = _dataset(64, 64)
     ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
@@ -119,7 +119,7 @@ def deflate_bomb(path: Path, inflated: int = 128 * 2**20) -> Path:
     raw = head.getvalue()
     meta_end = 132 + 12 + struct.unpack_from("<I", raw, 132 + 8)[0]
     plain = struct.pack("<HH2sH", 0x0010, 0x0020, b"LO", 2) + b"X "  # Patient ID
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     # a private OB element of `inflated` zero bytes: (0009,0010) would need a creator; use
     # an undefined group-0011 element, explicit VR OB with a 4-byte length
     element = struct.pack("<HH2sHI", 0x0011, 0x0010, b"OB", 0, inflated)
@@ -133,7 +133,7 @@ def deflate_bomb(path: Path, inflated: int = 128 * 2**20) -> Path:
     return path
 
 
-def zip_bomb(path: Path, inflated: int = 256 * 2**20) -> Path:
+def zip_bomb(path: Path, inflated: int = 100 * 2**20) -> Path:
     """A zip whose one member inflates to `inflated` zero bytes."""
     with (
         zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
@@ -145,7 +145,7 @@ def zip_bomb(path: Path, inflated: int = 256 * 2**20) -> Path:
     return path
 
 
-def tar_bomb(path: Path, inflated: int = 256 * 2**20) -> Path:
+def tar_bomb(path: Path, inflated: int = 100 * 2**20) -> Path:
     """A .tar.gz whose one member is `inflated` zero bytes."""
 
     class Zeros(io.RawIOBase):
