@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from benchmarks.hostile_inputs import BOMBS, write_broken
+
 from dcmexport.cli import main
 from dcmexport.dicom import limits
 from dcmexport.dicom.faults import plain_reason
@@ -94,9 +94,8 @@ def test_each_bomb_is_refused_with_the_limit_it_broke(
 
 
 def test_raising_the_limit_lets_a_large_frame_through(tmp_path: Path) -> None:
-    with limits.applied(Limits(max_pixels=100)):
-        with pytest.raises(Exception, match="--max-pixels"):
-            limits.check_frame_pixels(20, 20, 1)
+    with limits.applied(Limits(max_pixels=100)), pytest.raises(Exception, match="--max-pixels"):
+        limits.check_frame_pixels(20, 20, 1)
     limits.check_frame_pixels(20, 20, 1)  # the default allows it
 
 
