@@ -261,3 +261,18 @@ def test_info_on_a_hostile_file_is_one_line(tmp_path: Path, capsys) -> None:
         code = main(["info", "--json", str(DATA / name)])
         assert code in (0, 1), name
         assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("transfer_syntax_not_a_ts.dcm", "not a usable transfer syntax"),
+        ("unknown_vr_zz.dcm", "unknown value representation"),
+    ],
+)
+def test_fuzz_crash_classes_have_plain_reasons(tmp_path: Path, name: str, expected: str) -> None:
+    """Crash classes benchmarks/fuzz.py found (minimised files under tests/data/hostile)."""
+    out = tmp_path / "out"
+    assert main(["convert", str(DATA / name), "-o", str(out), "-j", "1", "-q"]) == 1
+    (row,) = _rows(out).values()
+    assert row["status"] == "error" and expected in row["error"], row

@@ -35,7 +35,9 @@ def plain_reason(exc: BaseException) -> str:
         return "the palette colour lookup table descriptor is broken"
     if isinstance(exc, OSError) and "no tag to read" in lowered:
         return "the file ends in the middle of a data element (truncated)"
-    if "unknown vr" in lowered or ("vr" in lowered and isinstance(exc, NotImplementedError)):
+    if "transfer syntax" in lowered and isinstance(exc, ValueError | NotImplementedError):
+        return f"the file's Transfer Syntax UID is not a usable transfer syntax ({text})"
+    if "unknown vr" in lowered or "unknown value representation" in lowered:
         return f"a data element has an unknown value representation ({text})"
     if isinstance(exc, struct.error | EOFError):
         return "a data element is cut short (truncated or corrupt file)"
