@@ -276,3 +276,7 @@ def test_fuzz_crash_classes_have_plain_reasons(tmp_path: Path, name: str, expect
     assert main(["convert", str(DATA / name), "-o", str(out), "-j", "1", "-q"]) == 1
     (row,) = _rows(out).values()
     assert row["status"] == "error" and expected in row["error"], row
+
+
+def test_the_dicom_room_defaults_agree_with_the_options() -> None:
+    assert limits.DefaultLimits() == limits.DefaultLimits(**vars(Limits()))

@@ -4,8 +4,8 @@ with a reason that names the limit, instead of taking the machine's memory or an
 Three places can claim a huge size: the header (Rows, Columns, Samples per Pixel, Number of
 Frames), each frame's own codestream header (JPEG and JPEG-LS SOF, JPEG 2000 SIZ, the RLE
 header), and compressed containers (a deflated dataset, an archive member). Each is checked
-against `Limits` (`options.Limits`: ``--max-pixels``, ``--max-frames``, ``--max-inflate``)
-and the count of frames is validated against what the pixel data can hold, so that per-frame
+against the limits in force (`options.Limits`: ``--max-pixels``, ``--max-frames``,
+``--max-inflate``) and the count of frames is validated against what the pixel data can hold, so that per-frame
 arrays and walks are sized from a count the file can back.
 
 The limits in force are process-wide (`current`), set per unit of work with `applied`: the
@@ -15,18 +15,18 @@ dataset readers deep in the call tree need them and a worker process receives th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import itertools
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from ..errors import LimitError, PixelDataError
-from ..options import Limits
 
 #: Inflating is always allowed up to this many bytes; beyond it, the output may be at most
 #: `MAX_INFLATE_RATIO` times the compressed input (real DICOM deflates 2-20x; a bomb 1000x).
@@ -34,16 +34,37 @@ INFLATE_FLOOR = 64 * 2**20
 MAX_INFLATE_RATIO = 100
 _CHUNK = 2**20
 
-_active = Limits()
+
+class LimitValues(Protocol):
+    """What `applied` needs: `options.Limits` (the dicom room cannot import options)."""
+
+    @property
+    def max_pixels(self) -> int: ...
+    @property
+    def max_frames(self) -> int: ...
+    @property
+    def max_inflate(self) -> int: ...
 
 
-def current() -> Limits:
+@dataclasses.dataclass(frozen=True)
+class DefaultLimits:
+    """The defaults, as `options.Limits` has them (tests/test_hostile.py checks they agree)."""
+
+    max_pixels: int = 2**28
+    max_frames: int = 2**20
+    max_inflate: int = 2**30
+
+
+_active: LimitValues = DefaultLimits()
+
+
+def current() -> LimitValues:
     """The limits in force in this process."""
     return _active
 
 
 @contextlib.contextmanager
-def applied(limits: Limits) -> Iterator[Limits]:
+def applied(limits: LimitValues) -> Iterator[LimitValues]:
     """Use `limits` for the block (one unit of work), then restore the previous ones."""
     global _active
     previous, _active = _active, limits
