@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import signal
 import sys
 import traceback
 import warnings
@@ -17,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._version import __version__
-from .engine.pool import DEFAULT_TIMEOUT, RunTerminated, terminate_as_interrupt
+from .engine.pool import DEFAULT_TIMEOUT, RunTerminated, install_terminate_handler
 from .errors import DcmExportError, NotDicomError, StoreError, UsageError
 from .index.columns import IndexLevel
 from .options import (
@@ -513,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for handler in logging.getLogger().handlers:
             handler.addFilter(lambda record: not record.name.startswith("pydicom"))
     _quiet_warnings(args.verbose)
-    signal.signal(signal.SIGTERM, terminate_as_interrupt)  # SIGTERM stops cleanly, as Ctrl-C
+    install_terminate_handler()  # SIGTERM stops cleanly, as Ctrl-C
     try:
         return int(args.run(args))
     except UsageError as exc:

@@ -5,7 +5,8 @@ Three places can claim a huge size: the header (Rows, Columns, Samples per Pixel
 Frames), each frame's own codestream header (JPEG and JPEG-LS SOF, JPEG 2000 SIZ, the RLE
 header), and compressed containers (a deflated dataset, an archive member). Each is checked
 against the limits in force (`options.Limits`: ``--max-pixels``, ``--max-frames``,
-``--max-inflate``) and the count of frames is validated against what the pixel data can hold, so that per-frame
+``--max-inflate``) and the count of frames is validated against what the pixel data can hold,
+so that per-frame
 arrays and walks are sized from a count the file can back.
 
 The limits in force are process-wide (`current`), set per unit of work with `applied`: the

@@ -48,9 +48,22 @@ class RunTerminated(KeyboardInterrupt):
     """SIGTERM to the main process: stop as Ctrl-C does (queued work dropped, state kept)."""
 
 
+_main_pid = 0
+
+
 def terminate_as_interrupt(signum: int, frame: object) -> None:
-    """A SIGTERM handler for the main process: raise `RunTerminated`."""
+    """A SIGTERM handler for the main process: raise `RunTerminated`. A forked worker that
+    gets SIGTERM before its initializer reset the handler just exits."""
+    if os.getpid() != _main_pid:
+        os._exit(128 + signum)
     raise RunTerminated()
+
+
+def install_terminate_handler() -> None:
+    """SIGTERM to this (main) process stops the run as Ctrl-C does."""
+    global _main_pid
+    _main_pid = os.getpid()
+    signal.signal(signal.SIGTERM, terminate_as_interrupt)
 
 
 def _die_with_parent(parent: int) -> None:
