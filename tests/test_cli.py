@@ -143,7 +143,9 @@ def test_bad_file_is_reported_and_the_rest_converted(tmp_path: Path, capsys) -> 
     rows = {Path(r["source"]).name: r for r in read_manifest(out)}
     assert rows["good.dcm"]["status"] == "ok"
     assert rows["broken.dcm"]["status"] == "error"
-    assert "cannot decode" in rows["broken.dcm"]["error"]
+    # its J2K header is corrupt: a size check or the decoders refuse it, with a plain reason
+    reason = rows["broken.dcm"]["error"]
+    assert "cannot decode" in reason or "pixel limit" in reason, reason
 
 
 def test_inputs_are_never_modified_and_no_temp_files_remain(inputs: Path, tmp_path: Path) -> None:

@@ -10,20 +10,27 @@ import argparse
 import logging
 import re
 import sys
+import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._version import __version__
+from .engine.pool import DEFAULT_TIMEOUT, RunTerminated, install_terminate_handler
 from .errors import (
     DcmExportError,
     NotDicomError,
     ServerError,
+    StoreError,
     UnreadableDicomError,
     UsageError,
 )
 from .index.columns import IndexLevel
 from .options import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_INFLATE,
+    DEFAULT_MAX_PIXELS,
     BurnedInPolicy,
     MetadataFormat,
     MetadataPhi,
@@ -167,6 +174,38 @@ def _anonymize_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_anonymize)
 
 
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """Safety limits against hostile inputs (docs/cli.md, "Limits")."""
+    p.add_argument(
+        "--max-pixels",
+        default=str(DEFAULT_MAX_PIXELS),
+        metavar="N",
+        help="refuse a frame of more pixels (rows x columns x samples), from the header or "
+        "the codestream, before decoding (default: 2^28)",
+    )
+    p.add_argument(
+        "--max-frames",
+        default=str(DEFAULT_MAX_FRAMES),
+        metavar="N",
+        help="refuse an input of more frames (default: 2^20)",
+    )
+    p.add_argument(
+        "--max-inflate",
+        default=str(DEFAULT_MAX_INFLATE),
+        metavar="BYTES",
+        help="refuse a deflated dataset or archive member that inflates to more, e.g. 4G "
+        "(default: 1G; also refused: over 100 times its compressed size past 64M)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="with worker processes (-j 2 or more), stop an input that takes longer and "
+        "mark it failed (default: 300; 0 = no limit)",
+    )
+
+
 def _convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
@@ -304,6 +343,7 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     _add_deidentification(p)
     _add_execution(p)
     _add_server_options(p)
+    _add_limits(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -440,7 +480,12 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     )
     c.add_argument("--token", metavar="TOKEN", help="bearer token; prefer DCMEXPORT_TOKEN")
     c.add_argument(
-        "--timeout", type=float, default=30.0, metavar="S", help="seconds per request (default: 30)"
+        "--server-timeout",
+        dest="server_timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds per request to the server (default: 30)",
     )
     c.add_argument(
         "--retries",
@@ -508,13 +553,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit code of a run that could not finish (a fault, not the inputs): see docs/cli.md.
+EXIT_STOPPED = 3
+
+
+def _quiet_warnings(verbose: bool) -> None:
+    """pydicom warns about every oddity it tolerates; the manifest has the reasons."""
+    if not verbose:
+        warnings.filterwarnings("ignore", module="pydicom")
+
+
+def _stopped(args: argparse.Namespace, exc: Exception) -> int:
+    """One line for an exception nothing else caught; the traceback with -v."""
+    from .engine.faults import plain_reason
+
+    if args.verbose:
+        traceback.print_exc()
+    if args.command == "info":  # the file's fault, as for any unreadable file
+        _err(f"{args.file}: {plain_reason(exc)}")
+        return 1
+    _err(f"the run stopped: {plain_reason(exc)} (rerun to resume; -v shows the traceback)")
+    return EXIT_STOPPED
+
+
 def _err(message: str) -> None:
     print(f"dcmexport: {message}", file=sys.stderr)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
     from .engine.batch import convert
-    from .options import ConvertOptions
+    from .options import ConvertOptions, Limits
     from .progress import ConsoleReporter
 
     inputs = [*args.inputs, *args.input] or [DEFAULT_INPUT]
@@ -542,6 +610,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         anonymize=args.anonymize,
         burned_in=args.burned_in,
         metadata_phi=args.metadata_phi,
+        limits=Limits(args.max_pixels, args.max_frames, args.max_inflate),
     )
     deidentifying = args.anonymize or options.metadata_phi is MetadataPhi.NONE
     if _deid_given(args) and not deidentifying:
@@ -560,6 +629,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             scheduler=args.scheduler,
             reporter=reporter,
+            timeout=args.timeout or None,
             deid=deid,
             map_path=args.map,
         )
@@ -812,7 +882,7 @@ def _server_and_filters(
         user=args.user,
         password=args.password,
         token=args.token,
-        timeout=args.timeout,
+        timeout=args.server_timeout,
         retries=args.retries,
     )
     filters = QueryFilters(
@@ -903,6 +973,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # pydicom logs every tolerated oddity; our manifest has the reasons
         for handler in logging.getLogger().handlers:
             handler.addFilter(lambda record: not record.name.startswith(("pydicom", "pynetdicom")))
+    _quiet_warnings(args.verbose)
+    install_terminate_handler()  # SIGTERM stops cleanly, as Ctrl-C
     try:
         code = int(args.run(args))
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
@@ -913,9 +985,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ServerError) as exc:  # a server we cannot use: nothing to work on
         _err(str(exc))
         return 2
+    except StoreError as exc:
+        _err(str(exc))
+        return EXIT_STOPPED
     except DcmExportError as exc:
         _err(str(exc))
         return 1
+    except RunTerminated:
+        _err("terminated")
+        return 143
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except Exception as exc:  # a bug or a fault no guard foresaw: one line, its own code
+        return _stopped(args, exc)

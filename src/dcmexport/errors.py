@@ -71,3 +71,13 @@ class ServerUnreachableError(ServerError, ConnectionError):
 class UnreadableDicomError(DcmExportError):
     """A DICOM file (Part 10 preamble) whose header pydicom cannot parse: an error, not a
     skipped non-DICOM file."""
+
+
+class LimitError(DcmExportError):
+    """The input asks for more than a safety limit allows (pixels, frames, inflated bytes);
+    the message names the limit and the option that raises it."""
+
+
+class StoreError(DcmExportError):
+    """The output folder cannot be used (read-only, full, a symlinked state folder): the run
+    stops with one line instead of failing every file."""

@@ -220,6 +220,52 @@ def parse_frames(text: str) -> FrameSelection:
         ) from None
 
 
+#: Default safety limits (docs/cli.md): a frame of 2^28 pixels is 16384 x 16384.
+DEFAULT_MAX_PIXELS = 2**28
+DEFAULT_MAX_FRAMES = 2**20
+DEFAULT_MAX_INFLATE = 2**30
+
+_SIZE_SUFFIXES = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(text: str | int, option: str) -> int:
+    """A positive count or byte size: ``1000``, ``2^28``, ``512M``, ``4G`` (powers of 1024)."""
+    if isinstance(text, int):
+        value = text
+    else:
+        t = text.strip().lower().removesuffix("b")
+        try:
+            if "^" in t:
+                base, exponent = t.split("^", 1)
+                value = int(base) ** int(exponent)
+            else:
+                suffix = t[-1:] if t[-1:] in _SIZE_SUFFIXES else ""
+                value = int(float(t[: len(t) - len(suffix)]) * _SIZE_SUFFIXES[suffix])
+        except (ValueError, OverflowError):
+            value = 0
+    if value < 1:
+        raise UsageError(f"{option} {text!r}: use a positive number, e.g. 2^28, 512M or 4G")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Safety limits checked before anything is allocated (dicom/limits.py), so that a hostile
+    or broken file is refused with a reason instead of taking the machine's memory."""
+
+    #: pixels (rows x columns x samples) of one frame, from the header and the codestream
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    #: frames of one input (Number of Frames)
+    max_frames: int = DEFAULT_MAX_FRAMES
+    #: bytes a deflated dataset or an archive member may inflate to
+    max_inflate: int = DEFAULT_MAX_INFLATE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_pixels", parse_size(self.max_pixels, "--max-pixels"))
+        object.__setattr__(self, "max_frames", parse_size(self.max_frames, "--max-frames"))
+        object.__setattr__(self, "max_inflate", parse_size(self.max_inflate, "--max-inflate"))
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvertOptions:
     """Everything that decides what one conversion writes. Immutable and picklable."""
@@ -252,6 +298,8 @@ class ConvertOptions:
     burned_in: BurnedInPolicy = BurnedInPolicy.WARN
     #: sidecars without patient data in a run without `anonymize`
     metadata_phi: MetadataPhi = MetadataPhi.KEEP
+    #: safety limits on pixels, frames and inflated bytes (not part of the resume key)
+    limits: Limits = dataclasses.field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", StillFormat(self.format))

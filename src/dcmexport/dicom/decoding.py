@@ -8,6 +8,7 @@ plugin when one fails on a malformed stream.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -20,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from .. import errors
-from . import codecs
+from . import codecs, limits
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +100,17 @@ def read_dataset(
     try:
         if not part10 and (size if size is not None else os.stat(path).st_size) < 16:
             raise errors.NotDicomError("not a DICOM file")
-        ds = pydicom.dcmread(
-            source,
-            force=True,
-            stop_before_pixels=stop_before_pixels,
-            defer_size=None if in_memory else "8 MB",
-        )
-    except errors.NotDicomError:
+        if not part10 and not _plausible_raw_start(source):
+            raise errors.NotDicomError("not a DICOM file")
+        ds = _read_deflated(source, stop_before_pixels) if part10 else None
+        if ds is None:
+            ds = pydicom.dcmread(
+                source,
+                force=True,
+                stop_before_pixels=stop_before_pixels,
+                defer_size=None if in_memory else "8 MB",
+            )
+    except (errors.NotDicomError, errors.LimitError, errors.PixelDataError):
         raise
     except OSError as exc:
         raise errors.InputReadError(f"cannot read the file ({exc.strerror or exc})") from None
@@ -118,6 +123,80 @@ def read_dataset(
     if not part10 and not any(tag.group in (0x0008, 0x0020, 0x0028) for tag in ds.keys()):  # noqa: SIM118
         raise errors.NotDicomError("not a DICOM file")
     return ds
+
+
+#: Groups a dataset without preamble may start with (little or big endian): file meta, the
+#: general groups, or an ACR-NEMA file's first groups. Zeros and random bytes are refused
+#: at once instead of being parsed as millions of empty elements.
+_RAW_FIRST_GROUPS = frozenset(range(0x0002, 0x0029, 2))
+
+
+def _plausible_raw_start(source: io.BytesIO | str | os.PathLike[str]) -> bool:
+    """True if a file without preamble starts like a DICOM dataset (its first tag's group)."""
+    if isinstance(source, io.BytesIO):
+        head = source.getbuffer()[:4].tobytes()
+    else:
+        with open(source, "rb") as f:
+            head = f.read(4)
+    little, big = int.from_bytes(head[:2], "little"), int.from_bytes(head[:2], "big")
+    return little in _RAW_FIRST_GROUPS or big in _RAW_FIRST_GROUPS
+
+
+def _read_deflated(
+    source: io.BytesIO | str | os.PathLike[str], stop_before_pixels: bool
+) -> Dataset | None:
+    """A Deflated Explicit VR Little Endian file, inflated in chunks up to the inflate limit
+    (pydicom inflates the whole rest of the file at once); None for any other file."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    with contextlib.ExitStack() as stack:
+        fp = source if isinstance(source, io.BytesIO) else stack.enter_context(open(source, "rb"))
+        fp.seek(0)
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+        if meta.get("TransferSyntaxUID") != pydicom.uid.DeflatedExplicitVRLittleEndian:
+            fp.seek(0)
+            return None
+        start = fp.tell()
+        compressed = fp.seek(0, os.SEEK_END) - start
+        fp.seek(start)
+        inflated = limits.inflate_raw(fp, compressed, "the deflated dataset")
+    ds = pydicom.dcmread(io.BytesIO(inflated), force=True, stop_before_pixels=stop_before_pixels)
+    ds.file_meta = meta
+    ds.set_original_encoding(False, True, ds.original_character_set)
+    return ds
+
+
+def check_limits(ds: Dataset) -> int:
+    """Check the image header against the safety limits (`limits.check_dataset`), once per
+    dataset; the validated number of frames. Call before anything sized by the frame count."""
+    checked = getattr(ds, "_dcmexport_frames", None)
+    if checked is None:
+        ts = transfer_syntax(ds)
+        deflated_frames = str(ts) == codecs.DEFLATED_IMAGE_FRAME  # not in pydicom's table
+        encapsulated = deflated_frames or (ts.is_transfer_syntax and ts.is_encapsulated)
+        checked = limits.check_dataset(ds, encapsulated, video=is_video_syntax(ds))
+        object.__setattr__(ds, "_dcmexport_frames", checked)
+    return int(checked)
+
+
+def _check_codestream(ds: Dataset, ts: UID, frame_index: int) -> None:
+    """Refuse a frame whose codestream header claims more than the limits, before decoding."""
+    if not ts.is_encapsulated or "PixelData" not in ds:
+        return
+    value = ds.get_item("PixelData", keep_deferred=True).value
+    if not isinstance(value, (bytes, bytearray)):
+        return
+    from pydicom.encaps import get_frame
+
+    n = number_of_frames(ds)
+    try:
+        frame = get_frame(bytes(value), frame_index, number_of_frames=n)
+    except Exception:  # a broken fragment table: the decoder reports it
+        return
+    rows = int(ds.get("Rows") or 0)
+    columns = int(ds.get("Columns") or 0)
+    limits.check_codestream(ts, frame, rows, columns, int(ds.get("SamplesPerPixel") or 1))
 
 
 def _meta_syntax(ds: Dataset) -> str | None:
@@ -249,6 +328,8 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
         elif _native_truncation(ds) is not None:
             return _truncated_native_frame(ds, frame_index)
     plugins = plugin_order(ts, bits_allocated)
+    check_limits(ds)
+    _check_codestream(ds, ts, frame_index)
     ds = _with_valid_frame_count(ds)
     src = source if source is not None and _pixels_deferred(ds, ts) else ds
     failures = []
@@ -269,9 +350,9 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
                 as_rgb=as_rgb,
                 **extra,
             )
-        except (MemoryError, KeyboardInterrupt):
+        except (MemoryError, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
-        except Exception as exc:  # a plugin's failure on a bad stream: try the next one
+        except BaseException as exc:  # a plugin's failure (or Rust panic) on a bad stream
             failures.append(f"{plugin or 'pydicom'}: {_innermost(exc)}")
             log.debug("decoder %s failed on frame %d: %s", plugin, frame_index, exc)
     raise errors.PixelDataError(f"cannot decode {ts.name} pixel data ({'; '.join(failures)})")
@@ -583,6 +664,7 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
     ts = transfer_syntax(ds)
     if not ts.is_transfer_syntax and str(ts) != codecs.DEFLATED_IMAGE_FRAME:
         raise _unsupported(ts, "cannot be decoded")
+    check_limits(ds)
     done = 0
     n = frames_present(ds)
     if source is not None and _pixels_deferred(ds, ts) and _streamable(ds, ts):
@@ -600,11 +682,11 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
                 done += 1
                 if done == n:
                     return
-        except (MemoryError, KeyboardInterrupt, GeneratorExit):
+        except (MemoryError, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except errors.DcmExportError:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # a plugin's failure (or Rust panic): per frame from here
             log.debug("streaming decode stopped at frame %d (%s): per frame from here", done, exc)
     for index in range(done, n):
         yield decode_frame(ds, index, source)

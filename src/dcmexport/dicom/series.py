@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import DcmExportError
 from . import decoding
+from .faults import PASS_THROUGH
 from .values import decimal_value
 
 T = TypeVar("T")
@@ -88,7 +89,17 @@ def slice_info(source: str, path: str) -> SliceInfo | None:
 
 def slice_infos(items: Sequence[tuple[str, str]]) -> list[SliceInfo | None]:
     """`slice_info` for a chunk of (source, path): one executor task."""
-    return [slice_info(source, path) for source, path in items]
+    return [_slice_info_or_none(source, path) for source, path in items]
+
+
+def _slice_info_or_none(source: str, path: str) -> SliceInfo | None:
+    """`slice_info`, None for a header too broken to read (it was converted, so rarely)."""
+    try:
+        return slice_info(source, path)
+    except PASS_THROUGH:
+        raise
+    except BaseException:
+        return None
 
 
 def order_slices(slices: Sequence[SliceInfo]) -> tuple[list[SliceInfo], str]:

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from .. import sources
 from .._version import __version__
+from ..dicom import limits
 from ..dicom.deid import DeidOptions, random_key
 from ..dicom.series import slice_infos
 from ..errors import UsageError
@@ -32,12 +34,25 @@ from ..options import (
     VolumeFormat,
 )
 from ..store import LocalStore, write_atomic
+from ..store.guard import check_output
 from .deid import count_burned_in
 from .deid_plan import DeidMap, check_map_path, plan_deidentified
 from .executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, executor, worker_slots
+from .faults import store_fault
 from .plan import claim_volume_bases, plan, series_jobs
+from .pool import DEFAULT_TIMEOUT
 from .state import RunState
-from .work import FileResult, WorkItem, convert_many, convert_one, convert_series_many
+from .work import (
+    FileResult,
+    WorkItem,
+    convert_many,
+    convert_one,
+    convert_series_many,
+    failed_result,
+    failed_series_result,
+)
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8  # files per task: amortises pickling and scheduling, keeps progress smooth
 SERIES_SEQ = 1 << 40  # series outputs come after every input in the manifest
@@ -138,6 +153,7 @@ def options_key(options: ConvertOptions, deid: DeidOptions | None = None) -> str
     holds nothing from which the key could be guessed."""
     fields = dataclasses.asdict(options)
     fields.pop("overwrite", None)
+    fields.pop("limits", None)  # raising a limit redoes only what it refused (errors are redone)
     text = json.dumps([__version__, COLUMNS, fields], sort_keys=True, default=str)
     if deid is not None:
         settings = json.dumps([sorted(k.value for k in deid.keep), deid.overrides])
@@ -160,6 +176,7 @@ def convert(
     reporter: Reporter | None = None,
     deid: DeidOptions | None = None,
     map_path: str | os.PathLike[str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
     **option_values: Any,
 ) -> Summary:
     """Convert every DICOM image under `inputs` into `output`, and write its manifest.
@@ -193,7 +210,11 @@ def convert(
     summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
     store = LocalStore(out_root)
     exclude = [out_root]
-    with executor(n_jobs, scheduler) as pool, _exclusive(store):
+    with (
+        executor(n_jobs, scheduler, timeout) as pool,
+        _exclusive(store),
+        limits.applied(opts.limits),
+    ):
         store.clear_temp()
         if reporter is not None:
             reporter.start(sources.count_files(items, exclude))
@@ -229,6 +250,7 @@ def convert(
                 opts,
                 run_store,
                 deid,
+                failed=failed_result,
             ):
                 for item, result in zip(chunk, results, strict=True):
                     state.record(
@@ -244,8 +266,14 @@ def convert(
             write_manifest(summary.manifest, state.rows_of_this_run())
             if deid_map is not None:
                 deid_map.write(map_file)
+        except BaseException as exc:  # a stop (Ctrl-C, SIGTERM, disk full): keep what was done
+            _manifest_after_stop(summary.manifest, state)
+            if (fault := store_fault(exc)) is not None and fault is not exc:
+                raise fault from None
+            raise
         finally:
-            state.close()
+            with contextlib.suppress(Exception):  # the disk may be full: the WAL keeps the rows
+                state.close()
     summary.elapsed = time.perf_counter() - started
     return summary
 
@@ -303,7 +331,7 @@ def anonymize(
 @contextlib.contextmanager
 def _exclusive(store: LocalStore) -> Iterator[None]:
     """One run per output folder at a time: a second would clear the first's temporary files."""
-    store.state_dir.mkdir(parents=True, exist_ok=True)
+    check_output(store.root)  # writable, and .dcmexport is no link to elsewhere: else exit 2
     try:
         import fcntl
     except ImportError:  # not POSIX: no advisory locks, run unguarded
@@ -345,7 +373,9 @@ def _series(
     pairs = [(source, os.path.abspath(source)) for source in slices]
     infos = [
         info
-        for _, chunk in bounded_map(slice_infos, pairs, pool, in_flight, CHUNK_SIZE * 8)
+        for _, chunk in bounded_map(
+            slice_infos, pairs, pool, in_flight, CHUNK_SIZE * 8, failed=_no_slice_info
+        )
         for info in chunk
         if info is not None
     ]
@@ -363,7 +393,9 @@ def _series(
             summary.series_videos += sum(1 for r in rows if r.kind == Kind.SERIES_VIDEO)
             summary.count_volumes(rows)
     by_key = {job.key: job for job in todo}
-    for _, results in bounded_map(convert_series_many, todo, pool, in_flight, 1, options, store):
+    for _, results in bounded_map(
+        convert_series_many, todo, pool, in_flight, 1, options, store, failed=failed_series_result
+    ):
         for key, result in results:
             job = by_key[key]
             state.record(job.key, job.seq, result.status, result.rows, job.fingerprint)
@@ -409,3 +441,16 @@ def _skip_up_to_date(
             continue
         status = Status.SKIPPED if rows and rows[0].status == Status.SKIPPED else Status.OK
         done(FileResult(item.source, status, rows, seq=item.seq, up_to_date=status == Status.OK))
+
+
+def _no_slice_info(pair: tuple[str, str], reason: str) -> None:
+    """A slice whose header read killed or hung its worker is left out of the series."""
+    return None
+
+
+def _manifest_after_stop(path: Path, state: RunState) -> None:
+    """The manifest of the inputs finished before a stop (best effort: the disk may be full)."""
+    try:
+        write_manifest(path, state.rows_of_this_run())
+    except Exception:  # the run is stopping anyway; the rerun writes it
+        log.debug("could not write the manifest after the stop", exc_info=True)

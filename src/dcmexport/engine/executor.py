@@ -12,13 +12,13 @@ import collections
 import concurrent.futures as cf
 import contextlib
 import itertools
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import UsageError
+from .pool import DEFAULT_TIMEOUT, ResilientPool, resilient_map
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,8 +35,14 @@ def default_jobs() -> int:
 
 
 @contextlib.contextmanager
-def executor(jobs: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
-    """The executor for the run: None (in-process), a process pool, or a Dask cluster."""
+def executor(
+    jobs: int, scheduler: str | None, timeout: float | None = DEFAULT_TIMEOUT
+) -> Iterator[cf.Executor | None]:
+    """The executor for the run: None (in-process), a process pool, or a Dask cluster.
+
+    The local pool (`pool.ResilientPool`) replaces a worker that dies and kills one that
+    spends more than `timeout` seconds on one input.
+    """
     if scheduler:
         with _dask_executor(scheduler) as pool:
             yield pool
@@ -45,9 +51,7 @@ def executor(jobs: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
         yield None
         return
     # fork starts workers in milliseconds with dcmexport already imported; spawn elsewhere
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    pool = ResilientPool(jobs, timeout)
     try:
         yield pool
     except BaseException:  # Ctrl-C or a crash: drop queued chunks instead of finishing them
@@ -110,16 +114,29 @@ def bounded_map(
     size: int,
     *args: Any,
     ordered: bool = False,
+    failed: Callable[[Any, str], Any] | None = None,
 ) -> Iterator[tuple[list[Any], R]]:
     """(chunk, `function(chunk, *args)`) over chunks of `items`, in-process or on `pool`.
 
     At most `max_in_flight` chunks are queued at a time, so the items can stream from
     discovery with bounded memory. Results come as they complete, or in input order with
-    `ordered` (waiting for the oldest chunk costs little when chunks are alike).
+    `ordered` (waiting for the oldest chunk costs little when chunks are alike). On the local
+    pool, `failed(item, reason)` is the result of an item whose worker died or hung.
     """
     if pool is None:
         for chunk in chunks(items, size):
             yield chunk, function(chunk, *args)
+        return
+    if isinstance(pool, ResilientPool):  # a dead or hung worker costs one item
+        yield from resilient_map(  # type: ignore[misc]
+            function,  # type: ignore[arg-type]
+            chunks(items, size),
+            pool,
+            max_in_flight,
+            args,
+            failed or _lost,
+            ordered,
+        )
         return
     pending: collections.OrderedDict[cf.Future[R], list[Any]] = collections.OrderedDict()
     for chunk in chunks(items, size):
@@ -140,3 +157,8 @@ def bounded_map(
     else:
         for future in cf.as_completed(list(pending)):
             yield pending.pop(future), future.result()
+
+
+def _lost(item: Any, reason: str) -> Any:
+    """The default for an item whose worker died or hung: the run cannot go on without it."""
+    raise RuntimeError(f"a worker process was lost: {reason}")

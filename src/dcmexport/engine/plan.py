@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
 
 from .. import sources
-from ..dicom import decoding
+from ..dicom import decoding, faults
 from ..dicom.geometry import SeriesVolumes
 from ..dicom.series import SeriesGrouping, SliceInfo, order_slices
 from ..errors import DcmExportError
@@ -82,6 +82,17 @@ def _layout_bases(
     """The template's base for one input and, for a ``{frame}`` template, each selected
     still's; (None, []) when the header cannot be read (the conversion then reports why)."""
     try:
+        return _layout_names(ref, layout, options, seq)
+    except faults.PASS_THROUGH:
+        raise
+    except BaseException:  # a hostile header: the conversion reports why
+        return None, []
+
+
+def _layout_names(
+    ref: InputRef, layout: Layout, options: ConvertOptions, seq: int
+) -> tuple[PurePosixPath | None, list[tuple[int, PurePosixPath]]]:
+    try:
         ds = decoding.read_dataset(sources.open_input(ref), stop_before_pixels=True)
     except DcmExportError:
         return None, []
@@ -89,7 +100,11 @@ def _layout_bases(
     base = layout.render(ds, stem=stem, index=seq + 1)
     frames: list[tuple[int, PurePosixPath]] = []
     n_frames = decoding.number_of_frames(ds)
-    if layout.uses_frame and n_frames > 1 and options.frames is not None:
+    if (
+        layout.uses_frame
+        and 1 < n_frames <= options.limits.max_frames
+        and options.frames is not None
+    ):
         try:
             numbers = options.frames.frame_numbers(n_frames)
         except DcmExportError:  # selects no frame: the conversion reports it

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 
 from .. import sources
-from ..dicom import decoding
+from ..dicom import decoding, limits
 from ..dicom.deid import DeidOptions
 from ..errors import (
     DcmExportError,
@@ -23,6 +23,7 @@ from ..errors import (
     InputReadError,
     NoPixelDataError,
     NotDicomError,
+    StoreError,
 )
 from ..exporters import (
     DicomObject,
@@ -37,6 +38,7 @@ from ..manifest import ManifestRow, Status
 from ..options import ConvertOptions, MetadataPhi
 from ..sources import InputRef
 from ..store import LocalStore
+from . import faults
 from .deid import deidentified, redacted, sidecar_header
 
 
@@ -94,12 +96,16 @@ def guarded(source: str, seq: int, note: str, work: Callable[[], list[ManifestRo
         return FileResult(source, Status.OK, rows, seq=seq)
     except (NotDicomError, NoPixelDataError, ExcludedError) as exc:
         status, reason, detail = Status.SKIPPED, str(exc), ""
+    except StoreError:
+        raise
     except DcmExportError as exc:
         status, reason, detail = Status.ERROR, str(exc), ""
-    except (MemoryError, KeyboardInterrupt):
+    except faults.PASS_THROUGH:
         raise
-    except Exception as exc:  # a bug or an unforeseen fault: report it, keep the batch going
-        status, reason, detail = Status.ERROR, failure_reason(exc), traceback.format_exc()
+    except BaseException as exc:  # MemoryError, a Rust panic, a bug: one row, batch goes on
+        if (fault := faults.store_fault(exc)) is not None:  # disk full: stops the run
+            raise fault from None
+        status, reason, detail = Status.ERROR, faults.plain_reason(exc), traceback.format_exc()
     row = ManifestRow(source=source, status=status, error=reason, note=note)
     return FileResult(source, status, [row], reason, detail, seq=seq)
 
@@ -122,6 +128,7 @@ def _convert(
         raise InputReadError(item.ref.problem)
     data = sources.open_input(item.ref)
     ds = decoding.read_dataset(data)
+    decoding.check_limits(ds)  # before anything is sized by the header's counts
     note, metadata_ds = item.note, None
     if deid is not None and options.anonymize:  # once, before any exporter sees it
         ds, note = deidentified(ds, options, deid, note)
@@ -157,9 +164,10 @@ def convert_one(
     written, and the result names it by its pseudonymous id only.
     """
     store = out_root if isinstance(out_root, LocalStore) else LocalStore(out_root)
-    result = part_failed(
-        guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store, deid))
-    )
+    with limits.applied(options.limits):
+        result = part_failed(
+            guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store, deid))
+        )
     return redacted(result, item.ref) if options.anonymize else result
 
 
@@ -177,9 +185,10 @@ def convert_many(
 
 def convert_series(job: SeriesJob, options: ConvertOptions, store: LocalStore) -> FileResult:
     """The series-level outputs of one series (`--series-video`); never raises for it."""
-    return part_failed(
-        guarded(job.source, job.seq, job.note, lambda: export_series(job, options, store))
-    )
+    with limits.applied(options.limits):
+        return part_failed(
+            guarded(job.source, job.seq, job.note, lambda: export_series(job, options, store))
+        )
 
 
 def convert_series_many(
@@ -187,3 +196,15 @@ def convert_series_many(
 ) -> list[tuple[str, FileResult]]:
     """Series outputs for a chunk of series (one executor task), keyed by series."""
     return [(job.key, convert_series(job, options, store)) for job in jobs]
+
+
+def failed_result(item: WorkItem, reason: str) -> FileResult:
+    """The result of an input whose worker process died or hung on it (`pool.resilient_map`)."""
+    row = ManifestRow(source=item.source, status=Status.ERROR, error=reason, note=item.note)
+    return FileResult(item.source, Status.ERROR, [row], reason, seq=item.seq)
+
+
+def failed_series_result(job: SeriesJob, reason: str) -> tuple[str, FileResult]:
+    """`failed_result` for a series job (`convert_series_many`'s item)."""
+    row = ManifestRow(source=job.source, status=Status.ERROR, error=reason, note=job.note)
+    return job.key, FileResult(job.source, Status.ERROR, [row], reason, seq=job.seq)

@@ -34,6 +34,8 @@ GIF_MAX_PIXELS = 100_000_000
 #: browsers slow GIF frames shown for under 20 ms down to 100 ms: 50 fps is the fastest GIF
 GIF_MIN_DELAY_CS = 2
 _MAX_FPS = Fraction(1000)
+#: slower than a frame per 1000 s is a broken value (its rate would round to 0): passed over
+_MIN_FPS = Fraction(1, 1000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,10 +109,10 @@ def clip_timing(ds: Dataset, n_frames: int, fps: float | None = None) -> ClipTim
             raise UsageError(f"--fps {fps}: use a rate above 0 and at most {_MAX_FPS}")
         return ClipTiming(nominal_rate(fps), "--fps")
     frame_time = _positive(ds.get("FrameTime"))
-    if frame_time is not None and 1000 / frame_time <= _MAX_FPS:
+    if frame_time is not None and _MIN_FPS <= 1000 / frame_time <= _MAX_FPS:
         return ClipTiming(nominal_rate(1000 / frame_time), "Frame Time")
     durations = _frame_time_vector(ds, n_frames)
-    if durations is not None:
+    if durations is not None and _MIN_FPS <= 1000 * len(durations) / sum(durations) <= _MAX_FPS:
         mean = sum(durations) / len(durations)
         rate = nominal_rate(1000 / mean)
         if max(durations) - min(durations) <= 0.01 * mean:  # constant within rounding
@@ -121,7 +123,7 @@ def clip_timing(ds: Dataset, n_frames: int, fps: float | None = None) -> ClipTim
         ("RecommendedDisplayFrameRate", "Recommended Display Frame Rate"),
     ):
         rate_value = _positive(ds.get(keyword))
-        if rate_value is not None and rate_value <= _MAX_FPS:
+        if rate_value is not None and _MIN_FPS <= rate_value <= _MAX_FPS:
             return ClipTiming(nominal_rate(rate_value), name)
     return ClipTiming(DEFAULT_FPS, "no timing in the file: default")
 

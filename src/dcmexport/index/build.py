@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -50,8 +51,18 @@ def _rows_in_order(
         return
     pairs = ((display_path(ref.path), os.path.abspath(ref.path)) for ref in found)
     in_flight = jobs * IN_FLIGHT_PER_WORKER
-    for _, rows in bounded_map(_read, pairs, pool, in_flight, CHUNK_SIZE, columns, ordered=True):
+    failed = functools.partial(_failed_row, columns)
+    for _, rows in bounded_map(
+        _read, pairs, pool, in_flight, CHUNK_SIZE, columns, ordered=True, failed=failed
+    ):
         yield from rows
+
+
+def _failed_row(columns: tuple[str, ...], pair: tuple[str, str], reason: str) -> Row:
+    """The row of a file whose worker process died or hung reading it."""
+    row: Row = dict.fromkeys(columns)
+    row.update(path=pair[0], status="error", error=reason)
+    return row
 
 
 def _read(pairs: list[tuple[str, str]], columns: tuple[str, ...]) -> list[Row]:

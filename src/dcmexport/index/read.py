@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pydicom.dataset import Dataset
 
 from ..dicom import decoding
+from ..dicom.faults import PASS_THROUGH, plain_reason
 from ..dicom.tags import tag_text
-from ..engine.work import failure_reason
 from ..errors import DcmExportError, NotDicomError
 from ..naming import display_path
 from .columns import Column, Row, column_spec
@@ -47,7 +47,7 @@ def _read_values(path: str, specs: Sequence[Column]) -> Row:
     return row
 
 
-def _failure(path: str, exc: Exception) -> tuple[str, str]:
+def _failure(path: str, exc: BaseException) -> tuple[str, str]:
     """(status, reason) for a file that could not be indexed."""
     if isinstance(exc, NotDicomError):
         try:
@@ -57,9 +57,9 @@ def _failure(path: str, exc: Exception) -> tuple[str, str]:
         return ("error" if part10 else "skipped"), str(exc)
     if isinstance(exc, DcmExportError):  # e.g. the file could not be read
         return "error", str(exc)
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError) and "no tag to read" not in str(exc):
         return "error", f"cannot read the file ({exc.strerror or type(exc).__name__})"
-    return "error", failure_reason(exc)
+    return "error", plain_reason(exc)
 
 
 def _file_size(path: str) -> int | None:
@@ -78,9 +78,9 @@ def read_header(path: str, columns: Sequence[str]) -> Row:
             values = _read_values(path, [column_spec(c) for c in columns])
         row.update((k, v) for k, v in values.items() if k in row)
         row["status"] = "ok"
-    except (MemoryError, KeyboardInterrupt):
+    except PASS_THROUGH:
         raise
-    except Exception as exc:
+    except BaseException as exc:  # MemoryError, a Rust panic, a bug: this file's row, go on
         row["status"], row["error"] = _failure(path, exc)
         log.debug("%s: %s", path, row["error"])
     row["path"] = display_path(path)

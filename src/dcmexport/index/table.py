@@ -14,7 +14,7 @@ from .._version import __version__
 from ..dicom.tags import tag_text
 from ..engine.executor import chunks
 from ..errors import UsageError
-from ..store import atomic_path
+from ..store.guard import check_table_target, locked_table_path
 from .columns import ColumnType, Row, column_spec, instance_columns
 
 #: Table formats by file suffix (any case).
@@ -103,6 +103,7 @@ def _check_table(path: Path) -> str:
     suffix = _table_suffix(path)
     if suffix == ".parquet":
         _pyarrow()
+    check_table_target(path)
     return suffix
 
 
@@ -125,5 +126,5 @@ def write_table(
     names = list(columns)
     for name in names:
         column_spec(name)
-    with atomic_path(target) as tmp:
+    with locked_table_path(target) as tmp:  # a killed run's leftover is removed next time
         return _WRITERS[suffix](it, tmp, names)

@@ -32,6 +32,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import Literal
 
+from ..dicom import limits
 from ..errors import InputReadError
 
 #: Archive names we open, lower case; the content must agree.
@@ -45,6 +46,10 @@ ARCHIVE_SUFFIXES: dict[str, Literal["zip", "tar"]] = {
 #: Largest member read (bytes, uncompressed). Tar members are held in memory whole, and a
 #: DICOM file beyond this is far outside what we convert.
 MAX_MEMBER_BYTES = 2 * 1024**3
+
+#: Tar members up to this size travel with their reference (one pass over a .tar.gz); larger
+#: ones are read again by the worker that converts them, so the main process never holds them.
+TAR_CARRY_BYTES = 16 * 2**20
 
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 _ZIP_LOCAL_HEADER = 30
@@ -208,6 +213,9 @@ def _zip_members(
             problem = f"unsupported zip compression method {info.compress_type}"
         elif info.file_size > max_member_bytes:
             problem = f"member larger than {max_member_bytes} bytes"
+        elif info.file_size > limits.inflate_limit(info.compress_size):
+            refusal = limits.inflate_refusal("the member", info.file_size, info.compress_size)
+            problem = str(refusal).removeprefix("refused: ")
         elif id(info) in overlapping:
             problem = "member data overlaps another member (zip bomb?)"
         elif name in seen:
@@ -253,7 +261,9 @@ def _tar_members(
                     problem = "repeated member name"
                 seen.add(name)
                 data = None
-                if not problem and read_data:
+                # a large member is read later by the worker that converts it, not held here
+                carry = only is not None or info.size <= TAR_CARRY_BYTES
+                if not problem and read_data and carry:
                     f = tf.extractfile(info)
                     data = f.read(max_member_bytes + 1) if f is not None else b""
                     if len(data) > max_member_bytes:
@@ -276,6 +286,8 @@ def _tar_problem(info: tarfile.TarInfo, max_member_bytes: int) -> str:
         return "unsupported member type"
     if info.size > max_member_bytes:
         return f"member larger than {max_member_bytes} bytes"
+    if info.size > limits.current().max_inflate:
+        return str(limits.inflate_refusal("the member", info.size, None)).removeprefix("refused: ")
     return ""
 
 

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
+from ..dicom.faults import PASS_THROUGH, plain_reason
 from ..errors import DcmExportError, UsageError
 from . import archives, dicomdir, remote
 from .base import InputRef
@@ -45,24 +46,45 @@ def discover(
         path = Path(item)
         if path.is_dir():
             for file_path in walk(path, excluded):
-                yield from _found_in_folder(file_path, path)
+                yield from _contained(_found_in_folder(file_path, path), file_path, path)
         elif path.is_file():
-            if archives.is_archive(path):
-                yield from _archive(path, ())
-            elif dicomdir.is_dicomdir_name(path.name) and dicomdir.is_dicomdir(path):
-                yield InputRef(path)
-                yield from _dicomdir_references(path, path.parent, missing_only=False)
-            else:
-                yield InputRef(path)
+            yield from _contained(_found_as_input(path), path, None)
         else:
             raise UsageError(f"input not found: {path}")
+
+
+def _found_as_input(path: Path) -> Iterator[InputRef]:
+    """A file given as an input: itself, an archive's members, or a DICOMDIR's files."""
+    if archives.is_archive(path):
+        yield from _archive(path, ())
+    elif dicomdir.is_dicomdir_name(path.name) and dicomdir.is_dicomdir(path):
+        refs = list(_dicomdir_references(path, path.parent, missing_only=False))
+        yield from _with_dicomdir_row(path, None, refs)
+    else:
+        yield InputRef(path)
+
+
+def _contained(found: Iterator[InputRef], path: Path, root: Path | None) -> Iterator[InputRef]:
+    """`found`, and if reading the container (a DICOMDIR, an archive) fails on hostile data,
+    one error row for it instead of an exception: discovery never stops for a bad input."""
+    try:
+        yield from found
+    except PASS_THROUGH:
+        raise
+    except BaseException as exc:
+        log.debug("cannot read %s", path, exc_info=True)
+        yield InputRef(path, root, problem=f"cannot read the file's contents: {plain_reason(exc)}")
+
+
+class _BrokenDicomdir(Exception):
+    """A DICOMDIR whose records cannot be walked; the reason is its manifest row."""
 
 
 def _found_in_folder(path: Path, root: Path) -> Iterator[InputRef]:
     """A file met in a folder walk: itself, an archive's members, or a DICOMDIR's gaps."""
     if _is_fileset_root(path.name):
-        yield InputRef(path, root)
-        yield from _dicomdir_references(path, root, missing_only=True)
+        refs = list(_dicomdir_references(path, root, missing_only=True))
+        yield from _with_dicomdir_row(path, root, refs)
     elif archives.archive_kind(path) and archives.is_archive(path):
         rel = path.parent.relative_to(root) / archives.archive_stem(path.name)
         yield from _archive(path, rel.parts)
@@ -70,12 +92,29 @@ def _found_in_folder(path: Path, root: Path) -> Iterator[InputRef]:
         yield InputRef(path, root)
 
 
-def _dicomdir_references(path: Path, root: Path, *, missing_only: bool) -> Iterator[InputRef]:
+def _with_dicomdir_row(
+    path: Path, root: Path | None, refs: list[InputRef | _BrokenDicomdir]
+) -> Iterator[InputRef]:
+    """The DICOMDIR's own row first (an error if its records are broken), then its refs."""
+    broken = [r for r in refs if isinstance(r, _BrokenDicomdir)]
+    yield InputRef(path, root, problem=str(broken[0]) if broken else "")
+    yield from (r for r in refs if isinstance(r, InputRef))
+
+
+def _dicomdir_references(
+    path: Path, root: Path, *, missing_only: bool
+) -> Iterator[InputRef | _BrokenDicomdir]:
     """The files a DICOMDIR references (or only the missing ones, as error rows)."""
     try:
         refs = dicomdir.references(path)
     except DcmExportError as exc:
-        log.warning("cannot read DICOMDIR %s (%s)", path, exc)
+        log.info("cannot read DICOMDIR %s (%s)", path, exc)
+        return
+    except PASS_THROUGH:
+        raise
+    except BaseException as exc:  # malformed records: pydicom raises many types
+        log.debug("cannot walk DICOMDIR %s", path, exc_info=True)
+        yield _BrokenDicomdir(f"cannot read the DICOMDIR's records: {plain_reason(exc)}")
         return
     for ref in refs:
         if ref.problem or ref.path is None:
@@ -120,7 +159,15 @@ def _archive_dicomdir_gaps(path: Path, member: str, names: list[str]) -> Iterato
     def read(name: str) -> bytes:
         return archives.read_member(path, name)
 
-    for ref in dicomdir.references_in_archive(read(member), member, names, read):
+    try:
+        found = dicomdir.references_in_archive(read(member), member, names, read)
+    except PASS_THROUGH:
+        raise
+    except BaseException as exc:  # malformed records, an unreadable member: one row, go on
+        reason = exc if isinstance(exc, DcmExportError) else plain_reason(exc)
+        yield InputRef(path, member=member, problem=f"cannot read the DICOMDIR's records: {reason}")
+        return
+    for ref in found:
         if ref.problem or ref.member is None:
             expected = str(PurePosixPath(member).parent / ref.file_id)
             yield InputRef(path, member=expected, problem=f"DICOMDIR {ref.record}: {ref.problem}")

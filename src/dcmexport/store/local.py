@@ -32,7 +32,7 @@ _FILE_MODE = _default_file_mode()
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
+def atomic_path(path: Path, tmp_dir: Path | None = None, prefix: str = ".tmp-") -> Iterator[Path]:
     """A temporary file to fill; renamed onto `path` when the block succeeds, else removed.
 
     The temporary file goes in `tmp_dir` (on the same file system; a batch uses a folder it
@@ -40,7 +40,7 @@ def atomic_path(path: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
     the file gets the usual permissions (mkstemp's are owner-only).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=tmp_dir or path.parent)
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=tmp_dir or path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -125,9 +125,11 @@ class LocalStore:
         return self.state_dir / "tmp"
 
     def clear_temp(self) -> None:
-        """Remove what a killed run left half-written; outputs themselves are never partial."""
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        """Remove what a killed run left half-written (its own ``.tmp-*`` files only, never
+        through a link); outputs themselves are never partial."""
+        from .guard import clear_own_temp
+
+        clear_own_temp(self.temp_dir)
 
     def _tmp(self) -> Path | None:
         return self.temp_dir if self.temp_dir.is_dir() else None

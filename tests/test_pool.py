@@ -1,0 +1,54 @@
+"""The resilient process pool: a worker that dies or hangs costs one item, never the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from dcmexport.engine.executor import bounded_map
+from dcmexport.engine.pool import ResilientPool
+
+
+def _work(items: list[str]) -> list[str]:
+    """A chunk function: 'crash' kills its worker, 'hang' never returns in time."""
+    out = []
+    for item in items:
+        if item == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if item == "hang":
+            time.sleep(60)
+        out.append(item.upper())
+    return out
+
+
+def _failed(item: str, reason: str) -> str:
+    return f"FAILED {item}: {reason}"
+
+
+def _run(items: list[str], timeout: float | None = 30) -> dict[str, str]:
+    pool = ResilientPool(2, timeout)
+    try:
+        results = {}
+        for chunk, out in bounded_map(_work, items, pool, 4, 3, failed=_failed):
+            results.update(zip(chunk, out, strict=True))
+        return results
+    finally:
+        pool.shutdown()
+
+
+def test_a_crashing_item_is_retried_alone_then_failed_and_the_rest_complete() -> None:
+    items = [f"f{i}" for i in range(10)] + ["crash"] + [f"g{i}" for i in range(10)]
+    results = _run(items)
+    assert set(results) == set(items)
+    assert results["crash"].startswith("FAILED crash: the worker process died")
+    assert all(results[i] == i.upper() for i in items if i != "crash")
+
+
+def test_a_hanging_item_is_killed_after_the_timeout_and_the_rest_complete() -> None:
+    items = ["a", "hang", "b", "c", "d", "e", "f"]
+    started = time.monotonic()
+    results = _run(items, timeout=1.5)
+    assert time.monotonic() - started < 20
+    assert results["hang"].startswith("FAILED hang: timed out after 1.5 s")
+    assert all(results[i] == i.upper() for i in items if i != "hang")
