@@ -266,7 +266,7 @@ def test_info_on_a_hostile_file_is_one_line(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("transfer_syntax_not_a_ts.dcm", "not a usable transfer syntax"),
+        ("transfer_syntax_not_a_ts.dcm", "cannot be decoded"),
         ("unknown_vr_zz.dcm", "unknown value representation"),
     ],
 )
