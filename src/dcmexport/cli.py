@@ -167,6 +167,7 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         "of {Keyword} / {Keyword:04d} fields and {stem}, {index}, {frame}",
     )
     _add_execution(p)
+    _add_report_options(p, html=True)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -175,6 +176,34 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     )
     _add_verbosity(p)
     p.set_defaults(run=_run_convert)
+
+
+def _add_report_options(p: argparse.ArgumentParser, *, html: bool) -> None:
+    """The HTML report's options: --html on convert (the report command always writes it)."""
+    if html:
+        p.add_argument(
+            "--html",
+            action="store_true",
+            help="also write OUT/index.html, a browsable offline report of the export",
+        )
+    p.add_argument(
+        "--contact-sheet",
+        action="store_true",
+        help="with the report: one PNG per series tiling its images, under OUT/contact_sheets/",
+    )
+
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="(re)build the HTML report of an existing export",
+        description="Write OUT/index.html (pages and thumbnails under OUT/report_assets/) from "
+        "OUT/manifest.csv, the files it lists and the inputs' headers (read header-only).",
+    )
+    p.add_argument("output", metavar="OUT", help="an output folder written by `convert`")
+    _add_report_options(p, html=False)
+    _add_verbosity(p)
+    p.set_defaults(run=_run_report)
 
 
 def _info_parser(sub: argparse._SubParsersAction) -> None:
@@ -265,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     _info_parser(sub)
     _index_parser(sub)
     _sample_parser(sub)
+    _report_parser(sub)
     return parser
 
 
@@ -325,11 +355,33 @@ def _run_convert(args: argparse.Namespace) -> int:
             f"manifest: {summary.manifest}",
             file=sys.stderr,
         )
+    if args.html or args.contact_sheet:
+        _write_report(Path(args.output), args)
     if summary.found == 0:
         _err(f"no files found in {', '.join(map(str, inputs))}")
     elif summary.exit_code == 2:
         _err("no convertible DICOM image found (see the manifest for why each was skipped)")
     return summary.exit_code
+
+
+def _write_report(out: Path, args: argparse.Namespace) -> None:
+    from .report import build_report
+
+    report = build_report(out, contact_sheet=args.contact_sheet)
+    if not args.quiet:
+        sheets = f", {len(report.contact_sheets)} contact sheet(s)" if report.contact_sheets else ""
+        studies = f"{report.studies} stud{'y' if report.studies == 1 else 'ies'}"
+        print(
+            f"report: {report.index} ({studies}, {report.series} series, "
+            f"{report.images} image(s), {report.cines} cine(s){sheets}) "
+            f"in {report.elapsed:.1f} s",
+            file=sys.stderr,
+        )
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    _write_report(Path(args.output), args)
+    return 0
 
 
 def _run_info(args: argparse.Namespace) -> int:
