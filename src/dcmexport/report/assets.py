@@ -4,7 +4,7 @@ Made with Pillow from the written stills (never by rendering DICOM again), once:
 name is a hash of the output's path, size and modification time, so a rebuild reuses it and a
 rewritten still gets a new one. Names carry no patient data even when a layout template put
 a Patient ID in the output path. A still that a browser shows as it is (8-bit PNG or JPEG) and
-that is already small is its own thumbnail.
+that is small (<= 256 px) is its own thumbnail.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import logging
 import os
 import struct
 from pathlib import Path
@@ -21,10 +22,15 @@ from PIL import Image
 
 from ..writers import write_atomic
 
+log = logging.getLogger(__name__)
+
 ASSETS_DIR = "report_assets"
 THUMBS = "thumbs"
 PREVIEWS = "previews"
 THUMB_MAX = 160  # px, the longer side of a thumbnail
+#: A browser-native still up to this size is its own thumbnail (shown at <= 160 px, loaded
+#: lazily): a thumbnail file costs about as much to write as such a still did to convert.
+OWN_THUMB_MAX = 256
 POSTER_MAX = 320
 _BROWSER_STILLS = (".png", ".jpg", ".jpeg")
 
@@ -116,7 +122,8 @@ def _thumbnail(im: Image.Image) -> Image.Image:
     small = im.copy()
     if max(small.size) >= 4 * THUMB_MAX:  # a fast box reduction first, then a clean resample
         small = small.reduce(max(small.size) // (2 * THUMB_MAX))
-    small.thumbnail((THUMB_MAX, THUMB_MAX), Image.Resampling.LANCZOS)
+    # bilinear with Pillow's antialiasing support: half the time of Lanczos, as sharp at 160 px
+    small.thumbnail((THUMB_MAX, THUMB_MAX), Image.Resampling.BILINEAR)
     return small
 
 
@@ -134,8 +141,8 @@ def still_picture(out: Path, output: str, *, raw: bool) -> Picture:
                 width, height = im.size
         else:
             width, height = header[:2]
-        if max(width, height) <= THUMB_MAX:
-            return Picture(output, output, width, height)
+        if max(width, height) <= OWN_THUMB_MAX:
+            return Picture(output, output, *_bounded(width, height, THUMB_MAX))
     assets = Path(ASSETS_DIR)
     full = output if native else (assets / PREVIEWS / asset_name(out, output, ".png")).as_posix()
     thumb = (assets / THUMBS / asset_name(out, output, ".jpg")).as_posix()
@@ -152,6 +159,18 @@ def still_picture(out: Path, output: str, *, raw: bool) -> Picture:
     with Image.open(out / thumb) as im:
         width, height = im.size
     return Picture(thumb, full, width, height, made)
+
+
+def still_pictures(out: Path, stills: list[tuple[str, bool]]) -> list[Picture | None]:
+    """`still_picture` of each (output, raw); None where the still cannot be read."""
+    pictures: list[Picture | None] = []
+    for output, raw in stills:
+        try:
+            pictures.append(still_picture(out, output, raw=raw))
+        except (OSError, ValueError) as exc:  # a damaged still: the page says it is missing
+            log.warning("report: cannot read a still (%s)", type(exc).__name__)
+            pictures.append(None)
+    return pictures
 
 
 def gif_poster(out: Path, gif: str) -> tuple[str, int]:

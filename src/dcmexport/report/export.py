@@ -168,3 +168,8 @@ def read_header(path: Path) -> Header:
         return UNKNOWN
     fields = {_FIELDS[k]: v.strip() for k, v in values.items()}
     return Header(**fields)
+
+
+def read_headers(paths: list[Path | None]) -> list[Header]:
+    """`read_header` of each path (`UNKNOWN` for None: the input is gone)."""
+    return [read_header(path) if path is not None else UNKNOWN for path in paths]

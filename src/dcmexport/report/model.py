@@ -219,9 +219,7 @@ class _Grouper:
             series = self.series_for(f"{path.parent}/{path.name}")
         self._add_cine(series, row, cines)
         cine = cines[(series.key, str(path.with_suffix("")))]
-        cine.series_video, cine.note = True, row.note
-        if row.note:
-            series.notes[row.note] += 1
+        cine.series_video, cine.note = True, row.note  # shown with the video, not in Notes
 
 
 def group(rows: Iterable[Row], headers: dict[str, Header]) -> Export:
