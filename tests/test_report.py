@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
+CONVERT_OPTIONS = ["--frames", "middle", "--series-video", "--html", "-q", "-j", "2"]
 PLANTED = "<script>window.__planted = 1</script><b>bold?</b>"
 
 
@@ -69,8 +70,7 @@ def export(samples: Path) -> Path:
     out, inputs = samples.parent / "out", samples.parent / "input"
     for folder in ("CT", "MR", "XA", "US", "color", "extra"):  # not the re-encoded copies
         shutil.copytree(samples / folder, inputs / folder)
-    options = ["--frames", "middle", "--series-video", "--html", "-q", "-j", "2"]
-    code = main(["convert", str(inputs), "-o", str(out), *options])
+    code = main(["convert", str(inputs), "-o", str(out), *CONVERT_OPTIONS])
     assert code == 1  # the broken file failed, everything else converted
     return out
 
@@ -267,6 +267,11 @@ def test_report_command_rebuilds_the_same_pages(export: Path, tmp_path: Path) ->
     after = {p: p.read_bytes() for p in [export / "index.html", *_study_pages(export)]}
     assert after == before
     assert main(["report", str(tmp_path), "-q"]) == 2  # no manifest there
+    # a resumed run (everything up to date, the broken file retried) gives the same pages
+    inputs = export.parent / "input"
+    assert main(["convert", str(inputs), "-o", str(export), *CONVERT_OPTIONS]) == 1
+    resumed = {p: p.read_bytes() for p in [export / "index.html", *_study_pages(export)]}
+    assert resumed == before
 
 
 def test_contact_sheets(export: Path, tmp_path: Path, open_page) -> None:
