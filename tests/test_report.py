@@ -380,3 +380,22 @@ def test_build_report_without_sources_or_outputs(tmp_path: Path) -> None:
     summary = build_report(tmp_path)
     assert summary.images == 2000 and summary.skipped == 1 and summary.studies == 1
     assert (tmp_path / "index.html").stat().st_size < 50_000
+
+
+def test_gif_fallback_when_the_mp4_cannot_play(export: Path, tmp_path: Path, open_page) -> None:
+    """A cine whose MP4 the browser cannot decode is replaced by its GIF."""
+    out = tmp_path / "out"
+    shutil.copytree(export, out)
+    (out / "XA" / "XA_0001.mp4").write_bytes(b"\x00" * 1024)  # not a video any more
+    (study,) = _study_pages(out)
+    page = open_page(study)
+    video = page.page.locator("video:has(source[src$='XA/XA_0001.mp4'])")
+    video.evaluate("v => v.play().catch(() => {})")  # preload=none: the load starts here
+    gif = page.page.locator("img[src$='XA/XA_0001.gif']:not(video img)")
+    gif.wait_for(timeout=10_000)
+    page.page.wait_for_function(
+        "i => i.complete && i.naturalWidth > 0", arg=gif.element_handle(), timeout=10_000
+    )
+    # the failed MP4 load is the browser's own console message; nothing else may complain
+    assert all("XA_0001.mp4" in e or "MEDIA" in e.upper() for e in page.errors), page.errors
+    assert page.off_disk == []
