@@ -19,10 +19,10 @@ from PIL import Image
 
 from dcmexport.cli import main
 from dcmexport.dicom.header_scan import SCAN_KEYWORDS, scan_header
-from dcmexport.manifest import COLUMNS
+from dcmexport.manifest import COLUMNS, Kind, Status
 from dcmexport.report import build_report
 from dcmexport.report.build import write_pages
-from dcmexport.report.export import Header, Row, RowKind, RowStatus
+from dcmexport.report.export import Header, Row
 from dcmexport.report.model import group
 from dcmexport.sample import write_samples
 
@@ -329,13 +329,13 @@ def _synthetic_rows(n: int, per_study: int) -> tuple[list[Row], dict[str, Header
                 source,
                 None,
                 f"{study}/{series}/{i}.png",
-                RowStatus.OK,
+                Status.OK,
                 "",
                 "40",
                 "400",
                 False,
                 "",
-                RowKind.IMAGE,
+                Kind.IMAGE,
                 "",
             )
         )

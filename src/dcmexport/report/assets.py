@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..writers import write_atomic
+from ..store import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -24,18 +24,11 @@ from urllib.parse import quote
 import jinja2
 
 from ..errors import UsageError
-from ..writers import write_atomic
+from ..manifest import MANIFEST_NAME, Kind
+from ..store import write_atomic
 from . import assets
 from .contact_sheet import SHEETS_DIR, write_sheet
-from .export import (
-    MANIFEST_NAME,
-    Header,
-    Row,
-    RowKind,
-    locate_source,
-    read_headers,
-    read_manifest,
-)
+from .export import Header, Row, locate_source, read_headers, read_manifest
 from .model import UNKNOWN_KEY, Export, Series, Study, group
 
 log = logging.getLogger(__name__)
@@ -100,9 +93,7 @@ def _display_date(value: str) -> str:
 
 
 def _read_headers(out: Path, rows: list[Row], pool: cf.Executor | None) -> dict[str, Header]:
-    sources = list(
-        dict.fromkeys(r.source for r in rows if r.kind in (RowKind.IMAGE, RowKind.VIDEO))
-    )
+    sources = list(dict.fromkeys(r.source for r in rows if r.kind in (Kind.IMAGE, Kind.VIDEO)))
     paths = [locate_source(source, out) for source in sources]
     return dict(zip(sources, _map(read_headers, paths, pool), strict=True))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..writers import write_atomic
+from ..store import write_atomic
 from .assets import display_image
 from .model import Series
 

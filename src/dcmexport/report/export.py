@@ -9,38 +9,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import enum
 import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..decoding import read_dataset
+from ..dicom.decoding import read_dataset
 from ..dicom.header_scan import SCAN_KEYWORDS, scan_header
 from ..errors import DcmExportError
-from ..manifest import COLUMNS
+from ..manifest import COLUMNS, Kind, Status
 
 log = logging.getLogger(__name__)
-
-MANIFEST_NAME = "manifest.csv"
-
-
-class RowStatus(str, enum.Enum):
-    """The manifest's `status` column (the lead's `manifest.Status` replaces this)."""
-
-    OK = "ok"
-    ERROR = "error"
-    SKIPPED = "skipped"
-
-
-class RowKind(str, enum.Enum):
-    """The manifest's `kind` column (the lead's `manifest.Kind` replaces this)."""
-
-    IMAGE = "image"
-    VIDEO = "video"
-    SERIES_VIDEO = "series-video"
-    METADATA = "metadata"
-    OTHER = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,21 +29,29 @@ class Row:
     source: str
     frame: int | None
     output: str
-    status: RowStatus
+    status: Status
     error: str
     window_center: str
     window_width: str
     raw: bool
     voi: str
-    kind: RowKind
+    #: None for a kind this report does not know (an empty cell on error rows, or newer kinds)
+    kind: Kind | None
     note: str
 
 
-def _enum(cls: type[enum.Enum], value: str, default: enum.Enum) -> enum.Enum:
+def _status(value: str) -> Status:
     try:
-        return cls(value)
+        return Status(value)
     except ValueError:
-        return default
+        return Status.ERROR
+
+
+def _kind(value: str) -> Kind | None:
+    try:
+        return Kind(value)
+    except ValueError:
+        return None
 
 
 def _row(cells: dict[str, str]) -> Row:
@@ -73,13 +60,13 @@ def _row(cells: dict[str, str]) -> Row:
         source=cells.get("source", ""),
         frame=int(frame) if frame.isdigit() else None,
         output=cells.get("output", ""),
-        status=_enum(RowStatus, cells.get("status", ""), RowStatus.ERROR),  # type: ignore[arg-type]
+        status=_status(cells.get("status", "")),
         error=cells.get("error", ""),
         window_center=cells.get("window_center", ""),
         window_width=cells.get("window_width", ""),
         raw=bool(cells.get("raw_offset", "")),
         voi=cells.get("voi", ""),
-        kind=_enum(RowKind, cells.get("kind", ""), RowKind.OTHER),  # type: ignore[arg-type]
+        kind=_kind(cells.get("kind", "")),
         note=cells.get("note", ""),
     )
 

@@ -15,7 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
-from .export import UNKNOWN, Header, Row, RowKind, RowStatus
+from ..manifest import Kind, Status
+from .export import UNKNOWN, Header, Row
 
 UNKNOWN_KEY = "unknown"
 _SERIES_VIDEO = re.compile(r"^series_(.+)$")
@@ -110,7 +111,7 @@ class Patient:
 class Problem:
     """Inputs that failed or were skipped for one reason."""
 
-    status: RowStatus
+    status: Status
     reason: str
     sources: list[str]
 
@@ -141,7 +142,7 @@ def display_name(patient_name: str) -> str:
 
 def _window(row: Row) -> str:
     if not row.window_center and not row.window_width:
-        return "none (colour or raw)" if row.kind is RowKind.IMAGE else ""
+        return "none (colour or raw)" if row.kind is Kind.IMAGE else ""
     label = f" ({row.voi})" if row.voi else ""
     return f"C {row.window_center} / W {row.window_width}{label}"
 
@@ -186,7 +187,7 @@ class _Grouper:
             series.windows[window] += 1
         if row.note:
             series.notes[row.note] += 1
-        if row.kind is RowKind.IMAGE:
+        if row.kind is Kind.IMAGE:
             header = self.headers.get(row.source, UNKNOWN)
             series.stills.append(
                 Still(row.output, row.source, row.frame, header.instance_number, row.raw)
@@ -227,25 +228,25 @@ def group(rows: Iterable[Row], headers: dict[str, Header]) -> Export:
     grouper = _Grouper(headers)
     cines: dict[tuple[str, str], Cine] = {}
     series_videos: list[Row] = []
-    problems: dict[tuple[RowStatus, str], list[str]] = defaultdict(list)
+    problems: dict[tuple[Status, str], list[str]] = defaultdict(list)
     counts: Counter[str] = Counter()
-    sources: dict[str, RowStatus] = {}
+    sources: dict[str, Status] = {}
     for row in rows:
-        if row.status is not RowStatus.OK:
+        if row.status is not Status.OK:
             problems[(row.status, row.error or "no reason given")].append(row.source)
             sources.setdefault(row.source, row.status)
             counts[row.status.value] += 1
             continue
-        counts[row.kind.value or "other"] += 1
-        if row.kind is RowKind.SERIES_VIDEO:
+        counts[row.kind.value if row.kind is not None else "other"] += 1
+        if row.kind is Kind.SERIES_VIDEO:
             series_videos.append(row)
-        elif row.kind in (RowKind.IMAGE, RowKind.VIDEO):
+        elif row.kind in (Kind.IMAGE, Kind.VIDEO):
             sources.setdefault(row.source, row.status)
             grouper.add(row, cines)
     for row in series_videos:
         grouper.add_series_video(row, cines)
     counts["inputs"] = len(sources)
-    counts["converted"] = sum(1 for s in sources.values() if s is RowStatus.OK)
+    counts["converted"] = sum(1 for s in sources.values() if s is Status.OK)
     return Export(_sorted(grouper.patients), _sorted_problems(problems), dict(counts))
 
 
@@ -271,6 +272,6 @@ def _sorted(patients: dict[str, Patient]) -> list[Patient]:
     )
 
 
-def _sorted_problems(problems: dict[tuple[RowStatus, str], list[str]]) -> list[Problem]:
+def _sorted_problems(problems: dict[tuple[Status, str], list[str]]) -> list[Problem]:
     ordered = sorted(problems.items(), key=lambda kv: (kv[0][0].value, -len(kv[1]), kv[0][1]))
     return [Problem(status, reason, sorted(sources)) for (status, reason), sources in ordered]
