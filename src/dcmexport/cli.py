@@ -327,6 +327,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         quality=args.quality,
         metadata=args.metadata,
         overwrite=args.overwrite,
+        thumbnails=args.html or args.contact_sheet,
     )
     reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
     try:

@@ -207,6 +207,9 @@ class ConvertOptions:
     layout: Layout | None = None
     #: rewrite outputs even if an earlier run made them with the same options
     overwrite: bool = False
+    #: also a thumbnail of each still for the HTML report (`convert --html`), made from the
+    #: rendering in memory; not an output option: outputs and resume do not depend on it
+    thumbnails: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", StillFormat(self.format))

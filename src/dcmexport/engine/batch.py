@@ -103,6 +103,7 @@ def options_key(options: ConvertOptions) -> str:
     """A digest of everything that decides the outputs: a rerun with another key redoes all."""
     fields = dataclasses.asdict(options)
     fields.pop("overwrite", None)
+    fields.pop("thumbnails", None)  # report assets, not outputs: adding --html redoes nothing
     text = json.dumps([__version__, COLUMNS, fields], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -23,11 +23,13 @@ from .base import (
 from .movies import SeriesVideoExporter, VideoExporter
 from .sidecar import SidecarExporter
 from .stills import StillExporter
+from .thumbnails import ThumbnailExporter
 
 #: Exporters run for every image input, in order.
 INSTANCE_EXPORTERS: tuple[InstanceExporter, ...] = (
     VideoExporter(),
     StillExporter(),
+    ThumbnailExporter(),
     SidecarExporter(),
 )
 

@@ -12,6 +12,7 @@ import dataclasses
 import enum
 from typing import ClassVar, Protocol
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from ..dicom import decoding
@@ -53,6 +54,9 @@ class Instance:
     frame_bases: dict[int, str] = dataclasses.field(default_factory=dict)
     #: the local path to stream large pixel data from (None when the input is in memory)
     pixel_path: str | None = None
+    #: what exporters after the still exporter reuse of its renderings, by output (the
+    #: thumbnails' pixels with `options.thumbnails`): no frame is decoded twice
+    renderings: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def open_instance(

@@ -1,16 +1,17 @@
 """Pictures the report shows beside the exported files: thumbnails, 8-bit previews, posters.
 
 Made with Pillow from the written stills (never by rendering DICOM again), once: an asset's
-name is a hash of the output's path, size and modification time, so a rebuild reuses it and a
-rewritten still gets a new one. Names carry no patient data even when a layout template put
-a Patient ID in the output path. A still that a browser shows as it is (8-bit PNG or JPEG) and
-that is small (<= 256 px) is its own thumbnail.
+name is a hash of the output's path, size and modification time (`naming.asset_digest`), so a
+rebuild reuses it and a rewritten still gets a new one. Names carry no patient data even when
+a layout template put a Patient ID in the output path. A still that a browser shows as it is
+(8-bit PNG or JPEG) and that is small (<= 256 px) is its own thumbnail. After
+`convert --html` the thumbnails are already there (the thumbnail exporter wrote them from the
+renderings in memory, under the same `naming.thumbnail_name`); only the missing ones are made.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import logging
 import os
@@ -20,17 +21,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..naming import (
+    OWN_THUMBNAIL_MAX,
+    REPORT_ASSETS_DIR,
+    THUMBNAIL_MAX,
+    asset_digest,
+    needs_thumbnail,
+    thumbnail_name,
+)
 from ..store import write_atomic
 
 log = logging.getLogger(__name__)
 
-ASSETS_DIR = "report_assets"
+ASSETS_DIR = REPORT_ASSETS_DIR
 THUMBS = "thumbs"
 PREVIEWS = "previews"
-THUMB_MAX = 160  # px, the longer side of a thumbnail
-#: A browser-native still up to this size is its own thumbnail (shown at <= 160 px, loaded
-#: lazily): a thumbnail file costs about as much to write as such a still did to convert.
-OWN_THUMB_MAX = 256
+THUMB_MAX = THUMBNAIL_MAX  # px, the longer side of a thumbnail
+OWN_THUMB_MAX = OWN_THUMBNAIL_MAX
 POSTER_MAX = 320
 _BROWSER_STILLS = (".png", ".jpg", ".jpeg")
 
@@ -54,8 +61,7 @@ def output_exists(out: Path, output: str) -> bool:
 def asset_name(out: Path, output: str, suffix: str) -> str:
     """A PHI-free name for an asset of `output`, changing whenever the output changes."""
     st = os.stat(out / output)
-    key = f"{output}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape")
-    return hashlib.sha256(key).hexdigest()[:24] + suffix
+    return asset_digest(output, st.st_size, st.st_mtime_ns) + suffix
 
 
 def _png_header(path: Path) -> tuple[int, int, int] | None:
@@ -141,11 +147,13 @@ def still_picture(out: Path, output: str, *, raw: bool) -> Picture:
                 width, height = im.size
         else:
             width, height = header[:2]
-        if max(width, height) <= OWN_THUMB_MAX:
+        if not needs_thumbnail(width, height, browser_native=True):
             return Picture(output, output, *_bounded(width, height, THUMB_MAX))
-    assets = Path(ASSETS_DIR)
-    full = output if native else (assets / PREVIEWS / asset_name(out, output, ".png")).as_posix()
-    thumb = (assets / THUMBS / asset_name(out, output, ".jpg")).as_posix()
+    st = os.stat(path)
+    full = output
+    if not native:
+        full = f"{ASSETS_DIR}/{PREVIEWS}/{asset_digest(output, st.st_size, st.st_mtime_ns)}.png"
+    thumb = thumbnail_name(output, st.st_size, st.st_mtime_ns)
     made = 0
     image: Image.Image | None = None
     if not (out / full).is_file():

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..naming import CONTACT_SHEETS_DIR
 from ..store import write_atomic
 from .assets import display_image
 from .model import Series
 
-SHEETS_DIR = "contact_sheets"
+SHEETS_DIR = CONTACT_SHEETS_DIR
 CELL = 128  # px per tile (the image is fitted inside, centred)
 LABEL = 14  # px band under each tile for the instance number
 MAX_TILES = 256  # a longer series is sampled evenly, so the sheet stays sendable
