@@ -1,9 +1,15 @@
 """Time of building the HTML report against the conversion it reports on.
 
-Generates a CT series of small slices with `write_ct_series` (or reuses it with --keep),
-converts it with `dcmexport convert -j JOBS` into a fresh folder, then times `build_report`
-cold (no thumbnails yet) and warm (a rebuild: every picture reused). The issue's target: the
-cold report for 10 000 images takes under 10 % of their conversion.
+Generates a CT series with `write_ct_series` (or reuses it with --keep) and measures, each in a
+fresh output folder:
+
+- `convert --html`: the conversion with the thumbnail exporter on (`ConvertOptions(thumbnails=
+  True)`: each still's thumbnail made from the rendering in memory), then the report's first
+  build (it finds every thumbnail and decodes no still);
+- `convert`, then `dcmexport report OUT`: the conversion alone, then a report that makes every
+  thumbnail itself (reads each written still back), then a rebuild (everything reused).
+
+The issue's target: the report for 10 000 images takes under 10 % of their conversion.
 
     python benchmarks/report_speed.py --files 10000 --size 64 --jobs 2 --keep /tmp/ct10k
 """
@@ -11,6 +17,7 @@ cold report for 10 000 images takes under 10 % of their conversion.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -31,27 +38,53 @@ def _series(folder: Path, n: int, size: int) -> Path:
     return folder
 
 
-def _convert(series: Path, out: Path, jobs: int) -> float:
-    from dcmexport.cli import main
+def _convert(series: Path, out: Path, jobs: int, *, thumbnails: bool) -> float:
+    from dcmexport.engine.batch import convert
+    from dcmexport.options import ConvertOptions
 
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    code = main(["convert", str(series), "-o", str(out), "-j", str(jobs), "-q"])
+    summary = convert([series], out, options=ConvertOptions(thumbnails=thumbnails), jobs=jobs)
     elapsed = time.perf_counter() - started
-    if code != 0:
-        raise SystemExit(f"convert exited with {code}")
+    if summary.exit_code != 0:
+        raise SystemExit(f"convert exited with {summary.exit_code}")
     return elapsed
 
 
-def _report(out: Path, *, cold: bool) -> tuple[float, int]:
+def _report(out: Path) -> tuple[float, int, int]:
     from dcmexport.report import build_report
 
-    if cold:
-        shutil.rmtree(out / "report_assets", ignore_errors=True)
-        (out / "index.html").unlink(missing_ok=True)
     started = time.perf_counter()
     summary = build_report(out)
-    return time.perf_counter() - started, summary.images
+    return time.perf_counter() - started, summary.images, summary.assets_made
+
+
+@dataclasses.dataclass
+class Figures:
+    size: int
+    images: int
+    convert_html: float  # convert with thumbnails
+    report_html: float  # the report after it
+    made_html: int  # pictures the report had to make after --html (0 expected)
+    convert: float  # convert alone
+    report: float  # the report making every thumbnail itself
+    rebuild: float
+    index_kb: float
+
+
+def measure(series: Path, work: Path, size: int, jobs: int) -> Figures:
+    html, plain = work / f"html{size}", work / f"plain{size}"
+    convert_html = _convert(series, html, jobs, thumbnails=True)
+    report_html, images, made_html = _report(html)
+    shutil.rmtree(html, ignore_errors=True)
+    convert = _convert(series, plain, jobs, thumbnails=False)
+    report, _, _ = _report(plain)
+    rebuild, _, _ = _report(plain)
+    index_kb = (plain / "index.html").stat().st_size / 1024
+    shutil.rmtree(plain, ignore_errors=True)
+    return Figures(
+        size, images, convert_html, report_html, made_html, convert, report, rebuild, index_kb
+    )
 
 
 def main() -> None:
@@ -68,23 +101,22 @@ def main() -> None:
         for size in sizes:
             base = args.keep or work
             series = _series(base / f"ct{args.files}_{size}", args.files, size)
-            out = work / f"out{size}"
-            convert = _convert(series, out, args.jobs)
-            cold, images = _report(out, cold=True)
-            warm, _ = _report(out, cold=False)
-            index_kb = (out / "index.html").stat().st_size / 1024
-            rows.append((size, images, convert, cold, warm, index_kb))
+            rows.append(measure(series, work, size, args.jobs))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
-        f"| slices | size | convert -j {args.jobs} (s) | report, cold (s) | report / convert "
+        f"| slices | size | convert --html -j {args.jobs} (s) | report after it (s) | report / "
+        f"convert | convert -j {args.jobs} (s) | report making thumbnails (s) | report / convert "
         "| rebuild (s) | index.html (KB) |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for size, images, convert, cold, warm, index_kb in rows:
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for f in rows:
+        made = f" ({f.made_html} made)" if f.made_html else ""
         print(
-            f"| {images} | {size}² | {convert:.1f} | {cold:.2f} | {100 * cold / convert:.1f} % "
-            f"| {warm:.2f} | {index_kb:.1f} |"
+            f"| {f.images} | {f.size}² | {f.convert_html:.1f} | {f.report_html:.2f}{made} "
+            f"| {100 * f.report_html / f.convert_html:.1f} % | {f.convert:.1f} "
+            f"| {f.report:.2f} | {100 * f.report / f.convert:.1f} % | {f.rebuild:.2f} "
+            f"| {f.index_kb:.1f} |"
         )
 
 

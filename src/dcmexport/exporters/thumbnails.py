@@ -101,8 +101,10 @@ class ThumbnailExporter:
             if row.kind != Kind.IMAGE:
                 continue
             pixels = instance.renderings.pop(row.output, None)
+            if pixels is None:  # its own thumbnail
+                continue
             written = store.stat(row.output)
-            if pixels is None or written is None:
+            if written is None:
                 continue
             store.put(thumbnail_name(row.output, *written), thumbnail_jpeg(pixels))
         return []
