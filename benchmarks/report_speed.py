@@ -9,7 +9,9 @@ fresh output folder:
 - `convert`, then `dcmexport report OUT`: the conversion alone, then a report that makes every
   thumbnail itself (reads each written still back), then a rebuild (everything reused).
 
-The issue's target: the report for 10 000 images takes under 10 % of their conversion.
+The issue's target: the report for 10 000 images takes under 10 % of their conversion. On a
+shared machine the times move by tens of percent: `--repeat N` keeps the fastest of N runs
+of each measure.
 
     python benchmarks/report_speed.py --files 10000 --size 64 --jobs 2 --keep /tmp/ct10k
 """
@@ -87,12 +89,24 @@ def measure(series: Path, work: Path, size: int, jobs: int) -> Figures:
     )
 
 
+def fastest(runs: list[Figures]) -> Figures:
+    """Each time the fastest of `runs` (other sessions' load only ever adds time)."""
+    first = runs[0]
+    times = {
+        f.name: min(getattr(r, f.name) for r in runs)
+        for f in dataclasses.fields(Figures)
+        if f.type == "float" and f.name != "index_kb"
+    }
+    return dataclasses.replace(first, **times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--size", type=int, action="append", help="slice size (repeatable)")
     parser.add_argument("--jobs", type=int, default=2, help="convert -j (default 2)")
     parser.add_argument("--keep", type=Path, help="keep the generated series in this folder")
+    parser.add_argument("--repeat", type=int, default=1, help="keep the fastest of N runs")
     args = parser.parse_args()
     sizes = args.size or [64]
     work = Path(tempfile.mkdtemp(prefix="report-speed-"))
@@ -101,7 +115,8 @@ def main() -> None:
         for size in sizes:
             base = args.keep or work
             series = _series(base / f"ct{args.files}_{size}", args.files, size)
-            rows.append(measure(series, work, size, args.jobs))
+            runs = [measure(series, work, size, args.jobs) for _ in range(args.repeat)]
+            rows.append(fastest(runs))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
