@@ -344,6 +344,7 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     _add_execution(p)
     _add_server_options(p)
     _add_limits(p)
+    _add_report_options(p, html=True)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -352,6 +353,34 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
     )
     _add_verbosity(p)
     p.set_defaults(run=_run_convert)
+
+
+def _add_report_options(p: argparse.ArgumentParser, *, html: bool) -> None:
+    """The HTML report's options: --html on convert (the report command always writes it)."""
+    if html:
+        p.add_argument(
+            "--html",
+            action="store_true",
+            help="also write OUT/index.html, a browsable offline report of the export",
+        )
+    p.add_argument(
+        "--contact-sheet",
+        action="store_true",
+        help="with the report: one PNG per series tiling its images, under OUT/contact_sheets/",
+    )
+
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="(re)build the HTML report of an existing export",
+        description="Write OUT/index.html (pages and thumbnails under OUT/report_assets/) from "
+        "OUT/manifest.csv, the files it lists and the inputs' headers (read header-only).",
+    )
+    p.add_argument("output", metavar="OUT", help="an output folder written by `convert`")
+    _add_report_options(p, html=False)
+    _add_verbosity(p)
+    p.set_defaults(run=_run_report)
 
 
 def _info_parser(sub: argparse._SubParsersAction) -> None:
@@ -550,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(sub)
     _query_parser(sub)
     _pull_parser(sub)
+    _report_parser(sub)
     return parser
 
 
@@ -611,6 +641,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         burned_in=args.burned_in,
         metadata_phi=args.metadata_phi,
         limits=Limits(args.max_pixels, args.max_frames, args.max_inflate),
+        thumbnails=args.html or args.contact_sheet,
     )
     deidentifying = args.anonymize or options.metadata_phi is MetadataPhi.NONE
     if _deid_given(args) and not deidentifying:
@@ -659,6 +690,8 @@ def _run_convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         _burned_in_line(summary.burned_in)
+    if args.html or args.contact_sheet:
+        _write_report(Path(args.output), args)
     if summary.found == 0:
         where = "the given inputs" if args.anonymize else ", ".join(map(str, inputs))
         _err(f"no files found in {where}")
@@ -766,6 +799,26 @@ def _missing(outcome: RunOutcome | None) -> int:
 def _missing_text(outcome: RunOutcome | None) -> str:
     n = _missing(outcome)
     return f", {n} referenced by a DICOMDIR but missing" if n else ""
+
+
+def _write_report(out: Path, args: argparse.Namespace) -> None:
+    from .report import build_report
+
+    report = build_report(out, contact_sheet=args.contact_sheet)
+    if not args.quiet:
+        sheets = f", {len(report.contact_sheets)} contact sheet(s)" if report.contact_sheets else ""
+        studies = f"{report.studies} stud{'y' if report.studies == 1 else 'ies'}"
+        print(
+            f"report: {report.index} ({studies}, {report.series} series, "
+            f"{report.images} image(s), {report.cines} cine(s){sheets}) "
+            f"in {report.elapsed:.1f} s",
+            file=sys.stderr,
+        )
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    _write_report(Path(args.output), args)
+    return 0
 
 
 def _run_info(args: argparse.Namespace) -> int:

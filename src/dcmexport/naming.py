@@ -29,6 +29,7 @@ Rendering rules:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import string
@@ -368,7 +369,7 @@ class NameRegistry:
     own folder are reserved.
     """
 
-    RESERVED = ("manifest.csv", ".dcmexport")
+    RESERVED = ("manifest.csv", ".dcmexport", "report_assets", "contact_sheets")
 
     def __init__(self) -> None:
         self._bases: set[str] = {name.casefold() for name in self.RESERVED}
@@ -399,3 +400,38 @@ class NameRegistry:
         self._prefixes.update("/".join(key_parts[:i]) for i in range(1, len(key_parts)))
         note = "" if parts == original else f"name collision: {base} taken, wrote {candidate}"
         return candidate, note
+
+
+# --------------------------------------------------------------------------- the HTML report
+
+#: The HTML report's own folder inside OUT (pages, thumbnails, previews), and its contact
+#: sheets' folder; reserved above, so no input's output lands in them.
+REPORT_ASSETS_DIR = "report_assets"
+CONTACT_SHEETS_DIR = "contact_sheets"
+#: Still thumbnails: written by the thumbnail exporter during `convert --html`, else made by
+#: the report; both find them by `thumbnail_name`.
+THUMBNAILS_DIR = f"{REPORT_ASSETS_DIR}/thumbs"
+#: The longer side of a thumbnail, in pixels.
+THUMBNAIL_MAX = 160
+#: An 8-bit PNG or JPEG still up to this size is its own thumbnail (shown at <= 160 px and
+#: loaded lazily): a thumbnail file would cost about as much to write as the still did.
+OWN_THUMBNAIL_MAX = 256
+
+
+def asset_digest(output: str, size: int, mtime_ns: int) -> str:
+    """A PHI-free name part for a report asset of the output `output` (relative to OUT), as
+    written (size and modification time): a rewritten output gets a new one, so a stale
+    asset is never shown, and a layout that put a Patient ID in `output` leaks nothing."""
+    key = f"{output}\0{size}\0{mtime_ns}".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(key).hexdigest()[:24]
+
+
+def needs_thumbnail(width: int, height: int, *, browser_native: bool) -> bool:
+    """True if a still gets a thumbnail file: it is larger than `OWN_THUMBNAIL_MAX`, or a
+    browser cannot show it as it is (TIFF, 16-bit PNG)."""
+    return not browser_native or max(width, height) > OWN_THUMBNAIL_MAX
+
+
+def thumbnail_name(output: str, size: int, mtime_ns: int) -> str:
+    """Where the thumbnail of the still `output` goes, relative to OUT (a JPEG)."""
+    return f"{THUMBNAILS_DIR}/{asset_digest(output, size, mtime_ns)}.jpg"

@@ -300,6 +300,9 @@ class ConvertOptions:
     metadata_phi: MetadataPhi = MetadataPhi.KEEP
     #: safety limits on pixels, frames and inflated bytes (not part of the resume key)
     limits: Limits = dataclasses.field(default_factory=Limits)
+    #: also a thumbnail of each still for the HTML report (`convert --html`), made from the
+    #: rendering in memory; not an output option: outputs and resume do not depend on it
+    thumbnails: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", StillFormat(self.format))

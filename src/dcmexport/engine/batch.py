@@ -154,6 +154,7 @@ def options_key(options: ConvertOptions, deid: DeidOptions | None = None) -> str
     fields = dataclasses.asdict(options)
     fields.pop("overwrite", None)
     fields.pop("limits", None)  # raising a limit redoes only what it refused (errors are redone)
+    fields.pop("thumbnails", None)  # report assets, not outputs: adding --html redoes nothing
     text = json.dumps([__version__, COLUMNS, fields], sort_keys=True, default=str)
     if deid is not None:
         settings = json.dumps([sorted(k.value for k in deid.keep), deid.overrides])

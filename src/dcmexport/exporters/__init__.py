@@ -27,12 +27,14 @@ from .dicom_copy import DicomCopyExporter
 from .movies import SeriesVideoExporter, VideoExporter
 from .sidecar import SidecarExporter
 from .stills import StillExporter
+from .thumbnails import ThumbnailExporter
 from .volume import InstanceVolumeExporter, SeriesVolumeExporter, plan_series_volumes
 
 #: Exporters run for every image input, in order.
 INSTANCE_EXPORTERS: tuple[InstanceExporter, ...] = (
     VideoExporter(),
     StillExporter(),
+    ThumbnailExporter(),
     InstanceVolumeExporter(),
     SidecarExporter(),
 )

@@ -12,6 +12,7 @@ import dataclasses
 import enum
 from typing import ClassVar, Protocol
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from ..dicom import decoding
@@ -58,6 +59,9 @@ class Instance:
     pixel_path: str | None = None
     #: the header sidecars describe, when it is not `ds` (`--metadata-phi none`: de-identified)
     metadata_ds: Dataset | None = None
+    #: what exporters after the still exporter reuse of its renderings, by output (the
+    #: thumbnails' pixels with `options.thumbnails`): no frame is decoded twice
+    renderings: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def open_instance(

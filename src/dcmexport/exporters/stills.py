@@ -18,6 +18,7 @@ from ..render.pipeline import Rendered, modality_rescale
 from ..store import LocalStore
 from .base import Instance, Level, Target
 from .encoders import encode_still
+from .thumbnails import keep_for_thumbnail
 from .volume import instance_volume_wanted
 
 
@@ -84,6 +85,8 @@ class StillExporter:
                 raise UsageError("--raw on data over 8 bits needs --format png or tiff")
             data = encode_still(rendered.image, options.format, options.quality)
             output = store.put(target.rel, data)
+            if options.thumbnails:
+                keep_for_thumbnail(instance, output, rendered.image, options)
             out.append(_still_row(instance, target.frame, output, rendered))
         return out
 

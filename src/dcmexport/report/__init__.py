@@ -1,1 +1,5 @@
-"""The HTML report of an export (reads the manifest and the store, never the renderer)."""
+"""The HTML report of an export: OUT/index.html, one page per study, thumbnails, cines."""
+
+from .build import ReportSummary, build_report
+
+__all__ = ["ReportSummary", "build_report"]
