@@ -53,6 +53,18 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_storage(p: argparse.ArgumentParser) -> None:
+    """fsspec options for object-store URL inputs and outputs (convert, index)."""
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an fsspec option for s3:// (or other URL) inputs and outputs, e.g. "
+        "endpoint_url=http://127.0.0.1:9000 (repeatable; AWS_* variables work too)",
+    )
+
+
 def _convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
@@ -61,7 +73,10 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         "GIF videos, and write OUT/manifest.csv.",
     )
     p.add_argument(
-        "inputs", nargs="*", metavar="INPUT", help=f"files or folders (default: ./{DEFAULT_INPUT})"
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help=f"files, folders or s3:// (fsspec) URLs (default: ./{DEFAULT_INPUT})",
     )
     p.add_argument(
         "-i",
@@ -76,7 +91,14 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         "--output",
         default=DEFAULT_OUTPUT,
         metavar="OUT",
-        help=f"output folder (default: ./{DEFAULT_OUTPUT})",
+        help=f"output folder or s3:// (fsspec) URL (default: ./{DEFAULT_OUTPUT})",
+    )
+    _add_storage(p)
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where the resume state is kept (default: OUT/.dcmexport; for a URL OUT a cache "
+        "folder named after it, under $XDG_CACHE_HOME/dcmexport)",
     )
     p.add_argument(
         "--format",
@@ -212,7 +234,9 @@ def _index_parser(sub: argparse._SubParsersAction) -> None:
         description="Write a table of the DICOM files under INPUT: one row per instance (or per "
         "series with --level series), CSV or Parquet, for pandas, DuckDB and friends.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (recursed)")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="files, folders (recursed) or s3:// URLs"
+    )
     p.add_argument(
         "-o", "--output", required=True, metavar="TABLE", help="TABLE.csv or TABLE.parquet"
     )
@@ -229,6 +253,7 @@ def _index_parser(sub: argparse._SubParsersAction) -> None:
         default=IndexLevel.INSTANCE.value,
         help="one row per instance (default) or per series, with counts",
     )
+    _add_storage(p)
     _add_execution(p)
     _add_verbosity(p)
     p.set_defaults(run=_run_index)
@@ -274,7 +299,7 @@ def _err(message: str) -> None:
 
 def _run_convert(args: argparse.Namespace) -> int:
     from .engine.batch import convert
-    from .options import ConvertOptions
+    from .options import ConvertOptions, parse_storage_options
     from .progress import ConsoleReporter
 
     inputs = [*args.inputs, *args.input] or [DEFAULT_INPUT]
@@ -307,6 +332,8 @@ def _run_convert(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             scheduler=args.scheduler,
             reporter=reporter,
+            storage_options=parse_storage_options(args.storage_option),
+            state_dir=args.state_dir,
         )
     finally:
         if reporter is not None:
@@ -384,6 +411,7 @@ def _run_info(args: argparse.Namespace) -> int:
 
 def _run_index(args: argparse.Namespace) -> int:
     from .index import DEFAULT_COLUMNS, build_index, parse_columns
+    from .options import parse_storage_options
     from .progress import ConsoleReporter
 
     columns = parse_columns(args.columns) if args.columns else DEFAULT_COLUMNS
@@ -397,6 +425,7 @@ def _run_index(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             scheduler=args.scheduler,
             reporter=reporter,
+            storage_options=parse_storage_options(args.storage_option),
         )
     finally:
         if reporter is not None:

@@ -22,7 +22,7 @@ from ..exporters import SeriesJob, series_wanted
 from ..manifest import COLUMNS, MANIFEST_NAME, Kind, ManifestRow, Status, manifest_bytes
 from ..naming import NameRegistry
 from ..options import ConvertOptions
-from ..store import LocalStore, write_atomic
+from ..store import LocalStore, Store, is_url, store_for, write_atomic
 from .executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, executor, worker_slots
 from .plan import plan, series_jobs
 from .state import RunState
@@ -56,8 +56,9 @@ class Summary:
     series_videos: int = 0
     series_failed: int = 0
     elapsed: float = 0.0
-    output: Path = Path("output")
-    manifest: Path = Path("output") / MANIFEST_NAME
+    #: OUT and its manifest: paths, or URLs for an object-store OUT
+    output: Path | str = Path("output")
+    manifest: Path | str = Path("output") / MANIFEST_NAME
 
     @property
     def found(self) -> int:
@@ -120,6 +121,8 @@ def convert(
     jobs: int | None = None,
     scheduler: str | None = None,
     reporter: Reporter | None = None,
+    storage_options: dict[str, Any] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     **option_values: Any,
 ) -> Summary:
     """Convert every DICOM image under `inputs` into `output`, and write its manifest.
@@ -128,28 +131,36 @@ def convert(
     ``window``, ``raw``, ``frames``, ``quality``, ``overwrite``). `jobs` worker processes
     (default: all cores; 1 = in-process) or a Dask `scheduler` address (``tcp://host:8786``).
     A rerun skips inputs already converted with the same options unless ``overwrite=True``.
+    Inputs and `output` may be object-store URLs (``s3://bucket/prefix/``), read and written
+    with fsspec `storage_options`; the resume state then lives in `state_dir` (default: a
+    cache folder named after the URL), which also moves a local OUT's state.
     """
     if options is not None and option_values:
         raise UsageError("pass either options=ConvertOptions(...) or keyword options, not both")
     opts = options or ConvertOptions(**option_values)
-    out_root = Path(output)
-    if out_root.exists() and not out_root.is_dir():
+    store = store_for(output, storage_options, state_dir)
+    out_root = Path(output) if isinstance(store, LocalStore) else None
+    if out_root is not None and out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} exists and is not a folder")
-    paths = [Path(p) for p in inputs]
+    paths: list[str | Path] = [str(p) if is_url(p) else Path(p) for p in inputs]
+    if opts.series_video and any(is_url(p) for p in paths):
+        raise UsageError("--series-video does not read URL inputs yet: copy them locally first")
     n_jobs = check_run(paths, jobs)
     started = time.perf_counter()
-    summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
-    store = LocalStore(out_root)
-    exclude = [out_root]
+    if out_root is not None:
+        summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
+    else:
+        summary = Summary(output=store.location, manifest=store.location + MANIFEST_NAME)
+    exclude: list[str | Path] = [out_root if out_root is not None else str(output)]
     with executor(n_jobs, scheduler) as pool, _exclusive(store):
         store.clear_temp()
         if reporter is not None:
-            reporter.start(sources.count_files(paths, exclude))
+            reporter.start(sources.count_files(paths, exclude, storage_options))
         state = RunState(store, options_key(opts))
         try:
             workers = worker_slots(pool, n_jobs)
             registry = NameRegistry()
-            planned = plan(sources.discover(paths, exclude), registry, opts)
+            planned = plan(sources.discover(paths, exclude, storage_options), registry, opts)
             slices: dict[str, str] = {}  # single-frame images converted: source -> output
             want_series = series_wanted(opts)
 
@@ -161,7 +172,7 @@ def convert(
                     slices.update(_single_frame_output(result))
 
             todo = _skip_up_to_date(planned, state, opts, done)
-            run_store = LocalStore(out_root.resolve())
+            run_store = store.for_workers()
             in_flight = workers * IN_FLIGHT_PER_WORKER
             for chunk, results in bounded_map(
                 convert_many,
@@ -183,7 +194,7 @@ def convert(
                     done(result)
             if slices:
                 _series(slices, registry, state, pool, opts, run_store, workers, summary)
-            write_manifest(summary.manifest, state.rows_of_this_run())
+            store.put(MANIFEST_NAME, manifest_bytes(state.rows_of_this_run()))  # one PUT
         finally:
             state.close()
     summary.elapsed = time.perf_counter() - started
@@ -191,8 +202,12 @@ def convert(
 
 
 @contextlib.contextmanager
-def _exclusive(store: LocalStore) -> Iterator[None]:
-    """One run per output folder at a time: a second would clear the first's temporary files."""
+def _exclusive(store: Store) -> Iterator[None]:
+    """One run per output folder at a time: a second would clear the first's temporary files.
+
+    The lock is local (in the state folder): for an object-store OUT it keeps two runs on
+    this machine apart, not two machines writing one prefix.
+    """
     store.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
@@ -204,7 +219,8 @@ def _exclusive(store: LocalStore) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UsageError(
-                f"{store.root} is in use by another dcmexport run: wait for it or use another -o"
+                f"{store.location} is in use by another dcmexport run: wait for it or use "
+                "another -o"
             ) from None
         yield
 
@@ -225,7 +241,7 @@ def _series(
     state: RunState,
     pool: cf.Executor | None,
     options: ConvertOptions,
-    store: LocalStore,
+    store: Store,
     workers: int,
     summary: Summary,
 ) -> None:

@@ -21,7 +21,7 @@ from ..exporters import SeriesJob, export_instance, export_series, open_instance
 from ..manifest import ManifestRow, Status
 from ..options import ConvertOptions
 from ..sources import InputRef
-from ..store import LocalStore
+from ..store import LocalStore, Store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ def guarded(source: str, seq: int, note: str, work: Callable[[], list[ManifestRo
     return FileResult(source, status, [row], reason, detail, seq=seq)
 
 
-def _convert(item: WorkItem, options: ConvertOptions, store: LocalStore) -> list[ManifestRow]:
+def _convert(item: WorkItem, options: ConvertOptions, store: Store) -> list[ManifestRow]:
     if item.ref.problem:
         raise InputReadError(item.ref.problem)
     data = sources.open_input(item.ref)
@@ -97,27 +97,25 @@ def _convert(item: WorkItem, options: ConvertOptions, store: LocalStore) -> list
 
 
 def convert_one(
-    item: WorkItem, options: ConvertOptions, out_root: str | os.PathLike[str] | LocalStore
+    item: WorkItem, options: ConvertOptions, out_root: str | os.PathLike[str] | Store
 ) -> FileResult:
     """Convert one input; every expected problem becomes a `skipped` or `error` result."""
-    store = out_root if isinstance(out_root, LocalStore) else LocalStore(out_root)
+    store = LocalStore(out_root) if isinstance(out_root, (str, os.PathLike)) else out_root
     return guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store))
 
 
-def convert_many(
-    items: list[WorkItem], options: ConvertOptions, store: LocalStore
-) -> list[FileResult]:
+def convert_many(items: list[WorkItem], options: ConvertOptions, store: Store) -> list[FileResult]:
     """Convert a chunk of inputs in one task: amortises a process pool's per-task overhead."""
     return [convert_one(item, options, store) for item in items]
 
 
-def convert_series(job: SeriesJob, options: ConvertOptions, store: LocalStore) -> FileResult:
+def convert_series(job: SeriesJob, options: ConvertOptions, store: Store) -> FileResult:
     """The series-level outputs of one series (`--series-video`); never raises for it."""
     return guarded(job.source, job.seq, job.note, lambda: export_series(job, options, store))
 
 
 def convert_series_many(
-    jobs: list[SeriesJob], options: ConvertOptions, store: LocalStore
+    jobs: list[SeriesJob], options: ConvertOptions, store: Store
 ) -> list[tuple[str, FileResult]]:
     """Series outputs for a chunk of series (one executor task), keyed by series."""
     return [(job.key, convert_series(job, options, store)) for job in jobs]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..manifest import ManifestRow
 from ..options import ConvertOptions
-from ..store import LocalStore
+from ..store import Store
 from .base import (
     Instance,
     InstanceExporter,
@@ -35,9 +35,7 @@ INSTANCE_EXPORTERS: tuple[InstanceExporter, ...] = (
 SERIES_EXPORTERS: tuple[SeriesExporter, ...] = (SeriesVideoExporter(),)
 
 
-def export_instance(
-    instance: Instance, options: ConvertOptions, store: LocalStore
-) -> list[ManifestRow]:
+def export_instance(instance: Instance, options: ConvertOptions, store: Store) -> list[ManifestRow]:
     """Run every wanted instance exporter on one input; its manifest rows."""
     rows: list[ManifestRow] = []
     for exporter in INSTANCE_EXPORTERS:
@@ -51,7 +49,7 @@ def series_wanted(options: ConvertOptions) -> bool:
     return any(exporter.wanted(options) for exporter in SERIES_EXPORTERS)
 
 
-def export_series(job: SeriesJob, options: ConvertOptions, store: LocalStore) -> list[ManifestRow]:
+def export_series(job: SeriesJob, options: ConvertOptions, store: Store) -> list[ManifestRow]:
     """Run every wanted series exporter on one series; its manifest rows."""
     rows: list[ManifestRow] = []
     for exporter in SERIES_EXPORTERS:

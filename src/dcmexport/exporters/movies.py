@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from ..dicom import decoding
 from ..manifest import Kind, ManifestRow
 from ..options import ConvertOptions
-from ..store import LocalStore
+from ..store import Store
 from .base import Instance, Level, SeriesJob, Target
 from .cine import Clip, MultiFrameClip, SliceClip, export_clip
 from .video import clip_timing
@@ -28,7 +28,7 @@ def write_videos(
     note: str,
     kind: Kind,
     options: ConvertOptions,
-    store: LocalStore,
+    store: Store,
 ) -> list[ManifestRow]:
     """`OUT/<base>.mp4` and/or `.gif` for a clip, with one manifest row each."""
     timing = clip_timing(ds, clip.n_frames, options.fps)
@@ -43,7 +43,7 @@ def write_videos(
         rows.append(
             ManifestRow(
                 source=source,
-                output=store.relative(store.path(rel)),
+                output=store.output_name(rel),
                 window_center=center,
                 window_width=width,
                 voi=label,
@@ -69,7 +69,7 @@ class VideoExporter:
         self,
         instance: Instance,
         options: ConvertOptions,
-        store: LocalStore,
+        store: Store,
         rows: list[ManifestRow],
     ) -> list[ManifestRow]:
         clip = MultiFrameClip(instance.ds, instance.desc, instance.pixel_path)
@@ -93,9 +93,7 @@ class SeriesVideoExporter:
     def wanted(self, options: ConvertOptions) -> bool:
         return options.series_video
 
-    def write(
-        self, job: SeriesJob, options: ConvertOptions, store: LocalStore
-    ) -> list[ManifestRow]:
+    def write(self, job: SeriesJob, options: ConvertOptions, store: Store) -> list[ManifestRow]:
         clip = SliceClip(job.paths, job.rows, job.columns)
         first = decoding.read_dataset(job.paths[0], stop_before_pixels=True)
         return write_videos(

@@ -1,4 +1,5 @@
-"""Where inputs come from: files, folders, archives, DICOMDIR sets (and, later, servers).
+"""Where inputs come from: files, folders, archives, DICOMDIR sets, object storage (fsspec
+URLs) and, later, servers.
 
 `discover` turns the user's inputs into `InputRef`s; the registry `SOURCES` says how each
 kind of reference is opened and fingerprinted. Sources hand over raw names: naming
@@ -7,20 +8,38 @@ sanitises them. Never imports render, exporters, engine, index or report.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import IO
+
 from .base import InputKind, InputRef, Source
 from .discovery import count_files, discover
 from .files import FileSource, MemberSource
+from .urls import UrlMemberSource, UrlRef, UrlSource, discover_url, header_source
 
 #: How each kind of input is read; a new kind of source registers here.
 SOURCES: dict[InputKind, Source] = {
     InputKind.FILE: FileSource(),
     InputKind.MEMBER: MemberSource(),
+    InputKind.URL: UrlSource(),
+    InputKind.URL_MEMBER: UrlMemberSource(),
 }
 
 
 def open_input(ref: InputRef) -> bytes | str:
     """The input's bytes, or a local path to read it from."""
     return SOURCES[ref.kind].open(ref)
+
+
+@contextlib.contextmanager
+def open_header(ref: InputRef) -> Iterator[bytes | str | IO[bytes]]:
+    """What a header-only read of the input reads from: as `open_input`, except that an
+    object in object storage is opened with a small block size (never fetched whole)."""
+    if isinstance(ref, UrlRef):
+        with header_source(ref) as source:
+            yield source
+    else:
+        yield open_input(ref)
 
 
 def fingerprint(ref: InputRef) -> tuple[int, int] | None:
@@ -33,8 +52,11 @@ __all__ = [
     "InputKind",
     "InputRef",
     "Source",
+    "UrlRef",
     "count_files",
     "discover",
+    "discover_url",
     "fingerprint",
+    "open_header",
     "open_input",
 ]

@@ -19,6 +19,8 @@ class InputKind(str, enum.Enum):
 
     FILE = "file"  # a file on a local or mounted file system
     MEMBER = "member"  # a member of a zip or tar archive on such a file system
+    URL = "url"  # an object in object storage (s3://, gs://, any fsspec URL)
+    URL_MEMBER = "url-member"  # a member of a zip object in object storage
 
 
 @dataclasses.dataclass(frozen=True)
