@@ -44,7 +44,7 @@ SNIFF_ABOVE = 4 * 1024**2
 #: Bytes read to recognise DICOM: the preamble, ``DICM`` and the first elements.
 SNIFF_BYTES = 4096
 #: Block size of a header-only read: one range request covers a typical header.
-HEADER_BLOCK = 64 * 1024
+HEADER_BLOCK = 16 * 1024
 #: Block size for reading a zip in a bucket (central directory and members).
 ZIP_BLOCK = 1024**2
 #: Zip archives kept open per process (their central directories parsed once).
