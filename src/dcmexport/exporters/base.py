@@ -20,7 +20,7 @@ from ..manifest import ManifestRow
 from ..options import ConvertOptions
 from ..render.frame import check_renderable
 from ..render.pipeline import PixelDescription
-from ..store import LocalStore
+from ..store import Store
 
 
 class Level(str, enum.Enum):
@@ -133,7 +133,7 @@ class InstanceExporter(Protocol):
         self,
         instance: Instance,
         options: ConvertOptions,
-        store: LocalStore,
+        store: Store,
         rows: list[ManifestRow],
     ) -> list[ManifestRow]: ...
 
@@ -146,7 +146,7 @@ class ObjectExporter(Protocol):
     def wanted(self, options: ConvertOptions) -> bool: ...
 
     def write(
-        self, obj: DicomObject, options: ConvertOptions, store: LocalStore
+        self, obj: DicomObject, options: ConvertOptions, store: Store
     ) -> list[ManifestRow]: ...
 
 
@@ -157,6 +157,4 @@ class SeriesExporter(Protocol):
 
     def wanted(self, options: ConvertOptions) -> bool: ...
 
-    def write(
-        self, job: SeriesJob, options: ConvertOptions, store: LocalStore
-    ) -> list[ManifestRow]: ...
+    def write(self, job: SeriesJob, options: ConvertOptions, store: Store) -> list[ManifestRow]: ...
