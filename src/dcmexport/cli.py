@@ -14,7 +14,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .engine.pool import DEFAULT_TIMEOUT, RunTerminated, install_terminate_handler
@@ -160,8 +160,13 @@ def _anonymize_parser(sub: argparse._SubParsersAction) -> None:
         "Basic Profile, dates shifted per patient), named by the new UIDs, and "
         "OUT/manifest.csv. Inputs are never modified.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (recursed)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="files, folders (recursed) or s3:// URLs"
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="output folder or s3:// URL"
+    )
+    _add_storage(p, state_dir=True)
     _add_deidentification(p)
     _add_execution(p)
     p.add_argument(
@@ -206,6 +211,26 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_storage(p: argparse.ArgumentParser, *, state_dir: bool = False) -> None:
+    """fsspec options for object-store URL inputs and outputs (convert, anonymize, index),
+    and where a run's resume state is kept (commands that write OUT)."""
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an fsspec option for s3:// (or other URL) inputs and outputs, e.g. "
+        "endpoint_url=http://127.0.0.1:9000 (repeatable; AWS_* variables work too)",
+    )
+    if state_dir:
+        p.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            help="where the resume state is kept (default: OUT/.dcmexport; for a URL OUT a "
+            "cache folder named after it, under $XDG_CACHE_HOME/dcmexport)",
+        )
+
+
 def _convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
@@ -214,7 +239,10 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         "GIF videos, and write OUT/manifest.csv.",
     )
     p.add_argument(
-        "inputs", nargs="*", metavar="INPUT", help=f"files or folders (default: ./{DEFAULT_INPUT})"
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help=f"files, folders or s3:// (fsspec) URLs (default: ./{DEFAULT_INPUT})",
     )
     p.add_argument(
         "-i",
@@ -229,8 +257,9 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:
         "--output",
         default=DEFAULT_OUTPUT,
         metavar="OUT",
-        help=f"output folder (default: ./{DEFAULT_OUTPUT})",
+        help=f"output folder or s3:// (fsspec) URL (default: ./{DEFAULT_OUTPUT})",
     )
+    _add_storage(p, state_dir=True)
     p.add_argument(
         "--format",
         choices=[f.value for f in StillFormat],
@@ -423,7 +452,9 @@ def _index_parser(sub: argparse._SubParsersAction) -> None:
         description="Write a table of the DICOM files under INPUT: one row per instance (or per "
         "series with --level series), CSV or Parquet, for pandas, DuckDB and friends.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (recursed)")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="files, folders (recursed) or s3:// URLs"
+    )
     p.add_argument(
         "-o", "--output", required=True, metavar="TABLE", help="TABLE.csv or TABLE.parquet"
     )
@@ -440,6 +471,7 @@ def _index_parser(sub: argparse._SubParsersAction) -> None:
         default=IndexLevel.INSTANCE.value,
         help="one row per instance (default) or per series, with counts",
     )
+    _add_storage(p)
     _add_execution(p)
     _add_verbosity(p)
     p.set_defaults(run=_run_index)
@@ -612,7 +644,7 @@ def _err(message: str) -> None:
 
 def _run_convert(args: argparse.Namespace) -> int:
     from .engine.batch import convert
-    from .options import ConvertOptions, Limits
+    from .options import ConvertOptions, Limits, parse_storage_options
     from .progress import ConsoleReporter
 
     inputs = [*args.inputs, *args.input] or [DEFAULT_INPUT]
@@ -651,6 +683,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     deid = _deid_options(args) if deidentifying else None
     if args.anonymize:
         _redact_logged_paths()
+    storage = parse_storage_options(args.storage_option)
     reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)
     try:
         summary = convert(
@@ -663,11 +696,13 @@ def _run_convert(args: argparse.Namespace) -> int:
             timeout=args.timeout or None,
             deid=deid,
             map_path=args.map,
+            storage_options=storage,
+            state_dir=args.state_dir,
         )
     finally:
         if reporter is not None:
             reporter.close()
-    outcome = _run_outcome(summary.manifest, inputs) if not args.quiet else None
+    outcome = _run_outcome(summary.manifest, inputs, storage) if not args.quiet else None
     if outcome is not None:
         outcome.print_before_summary()
     if not args.quiet:
@@ -724,6 +759,7 @@ def _burned_in_line(count: int) -> None:
 
 def _run_anonymize(args: argparse.Namespace) -> int:
     from .engine.batch import anonymize
+    from .options import parse_storage_options
     from .progress import ConsoleReporter
 
     deid = _deid_options(args)
@@ -740,6 +776,8 @@ def _run_anonymize(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             scheduler=args.scheduler,
             reporter=reporter,
+            storage_options=parse_storage_options(args.storage_option),
+            state_dir=args.state_dir,
         )
     finally:
         if reporter is not None:
@@ -783,11 +821,13 @@ def _server_inputs(args: argparse.Namespace, inputs: list[str]) -> list[str | Se
     return out
 
 
-def _run_outcome(manifest: Path, inputs: list[str]) -> RunOutcome | None:
+def _run_outcome(
+    manifest: Path | str, inputs: list[str], storage_options: dict[str, Any] | None = None
+) -> RunOutcome | None:
     from .progress import read_outcome
 
     try:
-        return read_outcome(manifest, inputs)
+        return read_outcome(manifest, inputs, storage_options)
     except OSError:
         return None
 
@@ -885,6 +925,7 @@ def metadata_truncation(path: str, ds: object) -> str | None:
 
 def _run_index(args: argparse.Namespace) -> int:
     from .index import DEFAULT_COLUMNS, build_index, parse_columns
+    from .options import parse_storage_options
     from .progress import ConsoleReporter
 
     columns = parse_columns(args.columns) if args.columns else DEFAULT_COLUMNS
@@ -898,6 +939,7 @@ def _run_index(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             scheduler=args.scheduler,
             reporter=reporter,
+            storage_options=parse_storage_options(args.storage_option),
         )
     finally:
         if reporter is not None:

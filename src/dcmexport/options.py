@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import UsageError
 from .naming import Layout, parse_layout
@@ -339,3 +341,30 @@ class ConvertOptions:
             raise UsageError("--volume is not available with --anonymize yet")
         if self.metadata_phi is MetadataPhi.NONE and self.metadata is MetadataFormat.NONE:
             raise UsageError("--metadata-phi none needs --metadata txt or json")
+
+
+def parse_storage_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``--storage-option KEY=VALUE`` values as fsspec storage options.
+
+    ``true``/``false`` become booleans (``anon=true``); a dotted key makes a nested option
+    (``client_kwargs.region_name=eu-west-1``); every other value stays text. A malformed
+    pair is a `UsageError` that names the key only (values may be secrets).
+    """
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep:  # the text may be a secret given without its key: never shown
+            raise UsageError("--storage-option: use KEY=VALUE (the value given is not shown)")
+        if not key or any(not part for part in key.split(".")):
+            raise UsageError(f"--storage-option {key or '(empty key)'}: use KEY=VALUE")
+        value: Any = {"true": True, "false": False}.get(text.lower(), text)
+        *outer, last = key.split(".")
+        target = options
+        for part in outer:
+            nested = target.setdefault(part, {})
+            if not isinstance(nested, dict):
+                raise UsageError(f"--storage-option {key}: {part} is already a value")
+            target = nested
+        target[last] = value
+    return options

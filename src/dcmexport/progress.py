@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from .store import is_url
+
 
 class ConsoleReporter:
     """Draws progress for `dcmexport convert` (tqdm on a terminal, a line every 10 s if not)."""
@@ -96,7 +98,7 @@ class RunOutcome:
     """What the end of a `convert` run says, read back from its manifest: failures grouped by
     reason, and files a DICOMDIR references that are not on the CD (counted apart)."""
 
-    manifest: Path
+    manifest: Path | str
     reasons: collections.Counter[str]
     missing: int = 0
     referenced: int = 0
@@ -133,11 +135,14 @@ def _reason_group(error: str) -> str:
     return text[:160]
 
 
-def read_outcome(manifest: Path, inputs: list[str]) -> RunOutcome:
-    """The outcome of the run whose manifest is `manifest` (OSError if it is not there)."""
+def read_outcome(
+    manifest: Path | str, inputs: list[str], storage_options: dict[str, Any] | None = None
+) -> RunOutcome:
+    """The outcome of the run whose manifest is `manifest` (OSError if it is not there);
+    an object-store OUT's manifest (a URL) is read back with fsspec `storage_options`."""
     reasons: collections.Counter[str] = collections.Counter()
     missing: list[str] = []
-    with open(manifest, newline="", encoding="utf-8", errors="surrogateescape") as f:
+    with _open_manifest(manifest, storage_options) as f:
         for row in csv.DictReader(f):
             if row.get("status") != "error":
                 continue
@@ -151,6 +156,16 @@ def read_outcome(manifest: Path, inputs: list[str]) -> RunOutcome:
         outcome.first_missing = missing[0]
         outcome.referenced = _referenced_count(inputs)
     return outcome
+
+
+def _open_manifest(manifest: Path | str, storage_options: dict[str, Any] | None) -> Any:
+    """The manifest opened as text, from OUT on disk or from an object store."""
+    kwargs: dict[str, Any] = {"newline": "", "encoding": "utf-8", "errors": "surrogateescape"}
+    if isinstance(manifest, str) and is_url(manifest):
+        import fsspec
+
+        return fsspec.open(manifest, "rt", **kwargs, **(storage_options or {}))
+    return open(manifest, **kwargs)
 
 
 def _referenced_count(inputs: list[str]) -> int:

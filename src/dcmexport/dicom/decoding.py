@@ -13,7 +13,7 @@ import io
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any, BinaryIO, cast
 
 import numpy as np
 import pydicom
@@ -77,28 +77,36 @@ def has_dicm_prefix(path: str | os.PathLike[str]) -> bool:
 
 
 def read_dataset(
-    path: str | os.PathLike[str] | bytes, *, stop_before_pixels: bool = False
+    path: str | os.PathLike[str] | bytes | IO[bytes], *, stop_before_pixels: bool = False
 ) -> Dataset:
-    """Read a DICOM file (a path, or the bytes of an archive member), with or without
-    preamble and file meta; `NotDicomError` otherwise.
+    """Read a DICOM file (a path, the bytes of an archive member, or an open binary file such
+    as an object-store read), with or without preamble and file meta; `NotDicomError` otherwise.
 
     Files without the ``DICM`` marker count as DICOM only if pydicom parses a header with
     elements of the General Study/Series/Image or Image Pixel groups (0008, 0020, 0028).
     Pixel data over 8 MB is deferred, so a large cine is not loaded to pick a few frames.
     """
-    source: io.BytesIO | str | os.PathLike[str]
+    source: IO[bytes] | str | os.PathLike[str]
     in_memory = isinstance(path, bytes)
     try:
         if isinstance(path, bytes):
             part10, size = path[128:132] == b"DICM", len(path)
             source = io.BytesIO(path)
+        elif not isinstance(path, (str, os.PathLike)):  # an open file: read from where it is
+            start = path.tell()
+            part10 = path.read(132)[128:132] == b"DICM"
+            size = path.seek(0, os.SEEK_END) - start
+            path.seek(start)
+            source = path
         else:
             part10, size = has_dicm_prefix(path), None
             source = path
+            if not part10:
+                size = os.stat(path).st_size
     except OSError as exc:
         raise errors.InputReadError(f"cannot read the file ({exc.strerror or exc})") from None
     try:
-        if not part10 and (size if size is not None else os.stat(path).st_size) < 16:
+        if not part10 and size is not None and size < 16:
             raise errors.NotDicomError("not a DICOM file")
         if not part10 and not _plausible_raw_start(source):
             raise errors.NotDicomError("not a DICOM file")
@@ -131,26 +139,31 @@ def read_dataset(
 _RAW_FIRST_GROUPS = frozenset(range(0x0002, 0x0029, 2))
 
 
-def _plausible_raw_start(source: io.BytesIO | str | os.PathLike[str]) -> bool:
+def _plausible_raw_start(source: IO[bytes] | str | os.PathLike[str]) -> bool:
     """True if a file without preamble starts like a DICOM dataset (its first tag's group)."""
-    if isinstance(source, io.BytesIO):
-        head = source.getbuffer()[:4].tobytes()
-    else:
+    if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
             head = f.read(4)
+    else:  # bytes in memory, or an open file (an object's header): read, then rewind
+        position = source.tell()
+        head = source.read(4)
+        source.seek(position)
     little, big = int.from_bytes(head[:2], "little"), int.from_bytes(head[:2], "big")
     return little in _RAW_FIRST_GROUPS or big in _RAW_FIRST_GROUPS
 
 
 def _read_deflated(
-    source: io.BytesIO | str | os.PathLike[str], stop_before_pixels: bool
+    source: IO[bytes] | str | os.PathLike[str], stop_before_pixels: bool
 ) -> Dataset | None:
     """A Deflated Explicit VR Little Endian file, inflated in chunks up to the inflate limit
     (pydicom inflates the whole rest of the file at once); None for any other file."""
     from pydicom.filereader import _read_file_meta_info, read_preamble
 
     with contextlib.ExitStack() as stack:
-        fp = source if isinstance(source, io.BytesIO) else stack.enter_context(open(source, "rb"))
+        if isinstance(source, (str, os.PathLike)):
+            fp: BinaryIO = stack.enter_context(open(source, "rb"))
+        else:
+            fp = cast(BinaryIO, source)
         fp.seek(0)
         read_preamble(fp, False)
         meta = _read_file_meta_info(fp)

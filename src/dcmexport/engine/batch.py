@@ -33,7 +33,7 @@ from ..options import (
     VideoFormat,
     VolumeFormat,
 )
-from ..store import LocalStore, write_atomic
+from ..store import LocalStore, Store, is_url, store_for, write_atomic
 from ..store.guard import check_output
 from .deid import count_burned_in
 from .deid_plan import DeidMap, check_map_path, plan_deidentified
@@ -90,8 +90,9 @@ class Summary:
     #: de-identified runs: inputs noted as possibly carrying burned-in text
     burned_in: int = 0
     elapsed: float = 0.0
-    output: Path = Path("output")
-    manifest: Path = Path("output") / MANIFEST_NAME
+    #: OUT and its manifest: paths, or URLs for an object-store OUT
+    output: Path | str = Path("output")
+    manifest: Path | str = Path("output") / MANIFEST_NAME
 
     @property
     def found(self) -> int:
@@ -178,6 +179,8 @@ def convert(
     deid: DeidOptions | None = None,
     map_path: str | os.PathLike[str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    storage_options: dict[str, Any] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     **option_values: Any,
 ) -> Summary:
     """Convert every DICOM image under `inputs` into `output`, and write its manifest.
@@ -191,26 +194,34 @@ def convert(
     ``--keep``, ``--set``; a random key when None) before anything is written, names outputs
     by the new UIDs and the manifest's sources by the new SOP Instance UID; `map_path` (never
     inside `output`) then receives the original → pseudonym map.
+
+    Inputs and `output` may be object-store URLs (``s3://bucket/prefix/``), read and written
+    with fsspec `storage_options`; the resume state then lives in `state_dir` (default: a
+    cache folder named after the URL), which also moves a local OUT's state.
     """
     if options is not None and option_values:
         raise UsageError("pass either options=ConvertOptions(...) or keyword options, not both")
     opts = options or ConvertOptions(**option_values)
-    out_root = Path(output)
-    if out_root.exists() and not out_root.is_dir():
+    store = store_for(output, storage_options, state_dir)
+    out_root = store.root if isinstance(store, LocalStore) else None
+    if out_root is not None and out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} exists and is not a folder")
-    items = [sources.as_server_input(p) or Path(p) for p in inputs]  # type: ignore[arg-type]
-    paths = [p for p in items if isinstance(p, Path)]
+    items = [_input(p) for p in inputs]
+    paths = [p for p in items if not isinstance(p, sources.ServerInput)]  # local and URLs
     if opts.series_video and len(paths) < len(items):
         raise UsageError("--series-video reads the slices from disk: pull SERVER first")
+    _check_object_storage(opts, paths, out_root)
     n_jobs = check_run(paths, jobs)
     deid = _run_deid(opts, deid, map_path)
     deid_map = None
     if map_path is not None:
         map_file, deid_map = check_map_path(map_path, out_root), DeidMap()
     started = time.perf_counter()
-    summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
-    store = LocalStore(out_root)
-    exclude = [out_root]
+    if out_root is not None:
+        summary = Summary(output=out_root, manifest=out_root / MANIFEST_NAME)
+    else:
+        summary = Summary(output=store.location, manifest=store.location + MANIFEST_NAME)
+    exclude: list[str | Path] = [out_root if out_root is not None else str(output)]
     with (
         executor(n_jobs, scheduler, timeout) as pool,
         _exclusive(store),
@@ -218,12 +229,12 @@ def convert(
     ):
         store.clear_temp()
         if reporter is not None:
-            reporter.start(sources.count_files(items, exclude))
+            reporter.start(sources.count_files(items, exclude, storage_options))
         state = RunState(store, options_key(opts, deid))
         try:
             workers = worker_slots(pool, n_jobs)
             registry = NameRegistry()
-            found = sources.discover(items, exclude)
+            found = sources.discover(items, exclude, storage_options)
             if opts.anonymize:
                 assert deid is not None
                 planned = plan_deidentified(found, registry, opts, deid, deid_map)
@@ -240,7 +251,7 @@ def convert(
                     slices.update(_single_frame_output(result))
 
             todo = _skip_up_to_date(planned, state, opts, done)
-            run_store = LocalStore(out_root.resolve())
+            run_store = store.for_workers()
             in_flight = workers * IN_FLIGHT_PER_WORKER
             for chunk, results in bounded_map(
                 convert_many,
@@ -264,11 +275,11 @@ def convert(
                     done(result)
             if slices:
                 _series(slices, registry, state, pool, opts, run_store, workers, summary)
-            write_manifest(summary.manifest, state.rows_of_this_run())
+            store.put(MANIFEST_NAME, manifest_bytes(state.rows_of_this_run()))  # one PUT
             if deid_map is not None:
                 deid_map.write(map_file)
         except BaseException as exc:  # a stop (Ctrl-C, SIGTERM, disk full): keep what was done
-            _manifest_after_stop(summary.manifest, state)
+            _manifest_after_stop(store, state)
             if (fault := store_fault(exc)) is not None and fault is not exc:
                 raise fault from None
             raise
@@ -277,6 +288,30 @@ def convert(
                 state.close()
     summary.elapsed = time.perf_counter() - started
     return summary
+
+
+def _input(item: str | os.PathLike[str] | sources.ServerInput) -> Path | str | sources.ServerInput:
+    """An input as the sources take it: a server, an object-store URL (kept as text) or a path."""
+    server = sources.as_server_input(item)
+    if server is not None:
+        return server
+    assert not isinstance(item, sources.ServerInput)
+    return str(item) if is_url(item) else Path(item)
+
+
+def _check_object_storage(
+    options: ConvertOptions, paths: Iterable[str | Path], out_root: Path | None
+) -> None:
+    """Refuse, before any work, what object-store inputs or OUT cannot do yet (docs/cli.md):
+    series outputs read the converted slices from local disk, and volumes are streamed to
+    local files."""
+    url_inputs = any(is_url(p) for p in paths)
+    if options.series_video and url_inputs:
+        raise UsageError("--series-video does not read URL inputs yet: copy them locally first")
+    if options.volume is not VolumeFormat.NONE and (url_inputs or out_root is None):
+        raise UsageError(
+            "--volume reads and writes local files only: not with s3:// (URL) inputs or -o yet"
+        )
 
 
 def _run_deid(
@@ -306,6 +341,8 @@ def anonymize(
     jobs: int | None = None,
     scheduler: str | None = None,
     reporter: Reporter | None = None,
+    storage_options: dict[str, Any] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> Summary:
     """De-identified DICOM copies of every input under `output` (``dcmexport anonymize``):
     the batch of `convert` (workers, Dask, progress, resume, manifest) writing one
@@ -326,13 +363,21 @@ def anonymize(
         reporter=reporter,
         deid=deid,
         map_path=map_path,
+        storage_options=storage_options,
+        state_dir=state_dir,
     )
 
 
 @contextlib.contextmanager
-def _exclusive(store: LocalStore) -> Iterator[None]:
-    """One run per output folder at a time: a second would clear the first's temporary files."""
-    check_output(store.root)  # writable, and .dcmexport is no link to elsewhere: else exit 2
+def _exclusive(store: Store) -> Iterator[None]:
+    """One run per output folder at a time: a second would clear the first's temporary files.
+
+    The lock is local (in the state folder): for an object-store OUT it keeps two runs on
+    this machine apart, not two machines writing one prefix.
+    """
+    if isinstance(store, LocalStore):
+        check_output(store.root)  # writable, and .dcmexport is no link to elsewhere: else exit 2
+    store.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # not POSIX: no advisory locks, run unguarded
@@ -343,7 +388,8 @@ def _exclusive(store: LocalStore) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UsageError(
-                f"{store.root} is in use by another dcmexport run: wait for it or use another -o"
+                f"{store.location} is in use by another dcmexport run: wait for it or use "
+                "another -o"
             ) from None
         yield
 
@@ -364,7 +410,7 @@ def _series(
     state: RunState,
     pool: cf.Executor | None,
     options: ConvertOptions,
-    store: LocalStore,
+    store: Store,
     workers: int,
     summary: Summary,
 ) -> None:
@@ -449,9 +495,9 @@ def _no_slice_info(pair: tuple[str, str], reason: str) -> None:
     return None
 
 
-def _manifest_after_stop(path: Path, state: RunState) -> None:
+def _manifest_after_stop(store: Store, state: RunState) -> None:
     """The manifest of the inputs finished before a stop (best effort: the disk may be full)."""
     try:
-        write_manifest(path, state.rows_of_this_run())
+        store.put(MANIFEST_NAME, manifest_bytes(state.rows_of_this_run()))
     except Exception:  # the run is stopping anyway; the rerun writes it
         log.debug("could not write the manifest after the stop", exc_info=True)

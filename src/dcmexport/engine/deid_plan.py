@@ -62,11 +62,13 @@ class DeidMap:
         write_atomic(path, self.text().encode("utf-8", "surrogateescape"))
 
 
-def check_map_path(map_path: str | os.PathLike[str], out_root: Path) -> Path:
-    """The ``--map`` path, refused inside OUT (OUT is what gets shared; the map is PHI)."""
+def check_map_path(map_path: str | os.PathLike[str], out_root: Path | None) -> Path:
+    """The ``--map`` path, refused inside OUT (OUT is what gets shared; the map is PHI).
+    An object-store OUT (`out_root` None) never holds a local file."""
     path = Path(map_path)
-    resolved, root = path.resolve(), out_root.resolve()
-    if resolved == root or root in resolved.parents:
+    resolved = path.resolve()
+    root = out_root.resolve() if out_root is not None else None
+    if root is not None and (resolved == root or root in resolved.parents):
         raise UsageError(f"--map {map_path}: must not be inside the output folder {out_root}")
     if path.is_dir():
         raise UsageError(f"--map {map_path}: is a folder; give a file name")
@@ -105,7 +107,8 @@ def plan_deidentified(
         header = None
         if not ref.problem:
             try:
-                header = decoding.read_dataset(sources.open_input(ref), stop_before_pixels=True)
+                with sources.open_header(ref) as data:  # an object: a few KB, not the whole
+                    header = decoding.read_dataset(data, stop_before_pixels=True)
             except DcmExportError:
                 header = None
         sop = instance_uid(header, "SOPInstanceUID", deid) if header is not None else ""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import UsageError
+from ..store import is_url
 from .pool import DEFAULT_TIMEOUT, ResilientPool, resilient_map
 
 T = TypeVar("T")
@@ -81,6 +82,8 @@ def _dask_executor(address: str, timeout: str | None = None) -> Iterator[cf.Exec
 def check_run(inputs: Iterable[str | os.PathLike[str]], jobs: int | None) -> int:
     """The number of jobs; `UsageError` for a missing input or a bad count, before any work."""
     for path in inputs:
+        if is_url(path):  # object-store URLs are checked when listed
+            continue
         if not Path(path).exists():
             raise UsageError(f"input not found: {path}")
     jobs = default_jobs() if jobs is None else jobs

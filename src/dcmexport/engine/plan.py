@@ -58,7 +58,8 @@ def plan(
         if layout is not None:
             wanted, frame_wanted = _layout_bases(ref, layout, options, seq)
         if wanted is None:
-            wanted = _member_base(ref) if ref.member else mirror_base(found_ref.trusted_parts)
+            # foreign names (archive members, object keys) are made safe; local ones kept
+            wanted = _member_base(ref) if ref.member_parts else mirror_base(found_ref.trusted_parts)
         base, note = registry.claim(wanted)
         frame_bases = []
         for number, frame_base in frame_wanted:
@@ -93,7 +94,8 @@ def _layout_names(
     ref: InputRef, layout: Layout, options: ConvertOptions, seq: int
 ) -> tuple[PurePosixPath | None, list[tuple[int, PurePosixPath]]]:
     try:
-        ds = decoding.read_dataset(sources.open_input(ref), stop_before_pixels=True)
+        with sources.open_header(ref) as header:  # an object: a few KB, not the whole
+            ds = decoding.read_dataset(header, stop_before_pixels=True)
     except DcmExportError:
         return None, []
     stem = input_stem(ref.name)

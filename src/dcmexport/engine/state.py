@@ -1,4 +1,5 @@
-"""Crash-safe resume: what each earlier run wrote, kept in `OUT/.dcmexport/state.sqlite`.
+"""Crash-safe resume: what each earlier run wrote, kept in `OUT/.dcmexport/state.sqlite`
+(for an object-store OUT, or with `--state-dir`, in a local folder: never in the bucket).
 
 A rerun skips an input whose file is unchanged (size and modification time), whose outputs
 were made with the same options and still exist; everything else is converted again. The
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 
 from ..manifest import COLUMNS, ManifestRow, Status
 from ..naming import display_path
-from ..store import LocalStore
+from ..store import Store
 
 STATE_FILE = "state-v2.sqlite"  # a new name whenever the schema changes
 _SCHEMA = """
@@ -57,7 +58,7 @@ def _output_base(output: str) -> str:
 class RunState:
     """The state database of one output folder, for one run."""
 
-    def __init__(self, store: LocalStore, options_key: str, *, commit_every: float = 1.0) -> None:
+    def __init__(self, store: Store, options_key: str, *, commit_every: float = 1.0) -> None:
         self.store = store
         self.options_key = options_key
         store.state_dir.mkdir(parents=True, exist_ok=True)

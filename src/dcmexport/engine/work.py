@@ -37,7 +37,7 @@ from ..exporters import (
 from ..manifest import ManifestRow, Status
 from ..options import ConvertOptions, MetadataPhi
 from ..sources import InputRef
-from ..store import LocalStore
+from ..store import LocalStore, Store
 from . import faults
 from .deid import deidentified, redacted, sidecar_header
 
@@ -122,7 +122,7 @@ def part_failed(result: FileResult) -> FileResult:
 
 
 def _convert(
-    item: WorkItem, options: ConvertOptions, store: LocalStore, deid: DeidOptions | None
+    item: WorkItem, options: ConvertOptions, store: Store, deid: DeidOptions | None
 ) -> list[ManifestRow]:
     if item.ref.problem:
         raise InputReadError(item.ref.problem)
@@ -155,7 +155,7 @@ def _convert(
 def convert_one(
     item: WorkItem,
     options: ConvertOptions,
-    out_root: str | os.PathLike[str] | LocalStore,
+    out_root: str | os.PathLike[str] | Store,
     deid: DeidOptions | None = None,
 ) -> FileResult:
     """Convert one input; every expected problem becomes a `skipped` or `error` result.
@@ -163,7 +163,7 @@ def convert_one(
     With `deid` and ``options.anonymize`` the input is de-identified before anything is
     written, and the result names it by its pseudonymous id only.
     """
-    store = out_root if isinstance(out_root, LocalStore) else LocalStore(out_root)
+    store = LocalStore(out_root) if isinstance(out_root, (str, os.PathLike)) else out_root
     with limits.applied(options.limits):
         result = part_failed(
             guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store, deid))
@@ -174,7 +174,7 @@ def convert_one(
 def convert_many(
     items: list[WorkItem],
     options: ConvertOptions,
-    store: LocalStore,
+    store: Store,
     deid: DeidOptions | None = None,
 ) -> list[FileResult]:
     """Convert a chunk of inputs in one task: amortises a process pool's per-task overhead
@@ -183,7 +183,7 @@ def convert_many(
         return [convert_one(item, options, store, deid) for item in items]
 
 
-def convert_series(job: SeriesJob, options: ConvertOptions, store: LocalStore) -> FileResult:
+def convert_series(job: SeriesJob, options: ConvertOptions, store: Store) -> FileResult:
     """The series-level outputs of one series (`--series-video`); never raises for it."""
     with limits.applied(options.limits):
         return part_failed(
@@ -192,7 +192,7 @@ def convert_series(job: SeriesJob, options: ConvertOptions, store: LocalStore) -
 
 
 def convert_series_many(
-    jobs: list[SeriesJob], options: ConvertOptions, store: LocalStore
+    jobs: list[SeriesJob], options: ConvertOptions, store: Store
 ) -> list[tuple[str, FileResult]]:
     """Series outputs for a chunk of series (one executor task), keyed by series."""
     return [(job.key, convert_series(job, options, store)) for job in jobs]

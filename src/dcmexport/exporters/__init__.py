@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..manifest import ManifestRow
 from ..options import ConvertOptions
-from ..store import LocalStore
+from ..store import Store
 from .base import (
     DicomObject,
     Instance,
@@ -47,9 +47,7 @@ OBJECT_EXPORTERS: tuple[ObjectExporter, ...] = (DicomCopyExporter(),)
 SERIES_EXPORTERS: tuple[SeriesExporter, ...] = (SeriesVideoExporter(), SeriesVolumeExporter())
 
 
-def export_instance(
-    instance: Instance, options: ConvertOptions, store: LocalStore
-) -> list[ManifestRow]:
+def export_instance(instance: Instance, options: ConvertOptions, store: Store) -> list[ManifestRow]:
     """Run every wanted instance exporter on one input; its manifest rows."""
     rows: list[ManifestRow] = []
     for exporter in INSTANCE_EXPORTERS:
@@ -63,9 +61,7 @@ def objects_wanted(options: ConvertOptions) -> bool:
     return any(exporter.wanted(options) for exporter in OBJECT_EXPORTERS)
 
 
-def export_object(
-    obj: DicomObject, options: ConvertOptions, store: LocalStore
-) -> list[ManifestRow]:
+def export_object(obj: DicomObject, options: ConvertOptions, store: Store) -> list[ManifestRow]:
     """Run every wanted object exporter on one input; its manifest rows."""
     rows: list[ManifestRow] = []
     for exporter in OBJECT_EXPORTERS:
@@ -79,7 +75,7 @@ def series_wanted(options: ConvertOptions) -> bool:
     return any(exporter.wanted(options) for exporter in SERIES_EXPORTERS)
 
 
-def export_series(job: SeriesJob, options: ConvertOptions, store: LocalStore) -> list[ManifestRow]:
+def export_series(job: SeriesJob, options: ConvertOptions, store: Store) -> list[ManifestRow]:
     """Run every wanted series exporter on one series; its manifest rows."""
     rows: list[ManifestRow] = []
     for exporter in SERIES_EXPORTERS:

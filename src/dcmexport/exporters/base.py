@@ -21,7 +21,7 @@ from ..manifest import ManifestRow
 from ..options import ConvertOptions
 from ..render.frame import check_renderable
 from ..render.pipeline import PixelDescription
-from ..store import LocalStore
+from ..store import Store
 
 
 class Level(str, enum.Enum):
@@ -137,7 +137,7 @@ class InstanceExporter(Protocol):
         self,
         instance: Instance,
         options: ConvertOptions,
-        store: LocalStore,
+        store: Store,
         rows: list[ManifestRow],
     ) -> list[ManifestRow]: ...
 
@@ -150,7 +150,7 @@ class ObjectExporter(Protocol):
     def wanted(self, options: ConvertOptions) -> bool: ...
 
     def write(
-        self, obj: DicomObject, options: ConvertOptions, store: LocalStore
+        self, obj: DicomObject, options: ConvertOptions, store: Store
     ) -> list[ManifestRow]: ...
 
 
@@ -161,6 +161,4 @@ class SeriesExporter(Protocol):
 
     def wanted(self, options: ConvertOptions) -> bool: ...
 
-    def write(
-        self, job: SeriesJob, options: ConvertOptions, store: LocalStore
-    ) -> list[ManifestRow]: ...
+    def write(self, job: SeriesJob, options: ConvertOptions, store: Store) -> list[ManifestRow]: ...

@@ -27,7 +27,7 @@ from ..render.frame import check_renderable, render_decoded, stored_values
 from ..render.overlays import describe_overlays
 from ..render.pipeline import FrameTransforms, PixelDescription, frame_minmax, frame_transforms
 from ..render.windowing import VoiLut, VoiLutFunction, Window, select_voi
-from ..store import LocalStore
+from ..store import Store
 from .video import ClipTiming, GifPlan, GifWriter, Mp4Writer
 
 ClipVoi = Window | VoiLut | None
@@ -201,7 +201,7 @@ def export_clip(
     spec: WindowSpec,
     timing: ClipTiming,
     targets: dict[str, str],
-    store: LocalStore,
+    store: Store,
     overlays: bool = True,
 ) -> ClipResult:
     """Write the clip to each of `targets` (``"mp4"`` and/or ``"gif"`` → path relative to

@@ -13,7 +13,7 @@ from typing import ClassVar
 from ..dicom.deid import save_deidentified
 from ..manifest import Kind, ManifestRow
 from ..options import ConvertOptions, Product
-from ..store import LocalStore
+from ..store import Store
 from .base import DicomObject, Level, Target
 
 #: the extension of a DICOM copy (PS3.10 file)
@@ -31,11 +31,9 @@ class DicomCopyExporter:
     def targets(self, obj: DicomObject, options: ConvertOptions) -> list[Target]:
         return [Target(f"{obj.base}{DICOM_EXTENSION}")]
 
-    def write(
-        self, obj: DicomObject, options: ConvertOptions, store: LocalStore
-    ) -> list[ManifestRow]:
+    def write(self, obj: DicomObject, options: ConvertOptions, store: Store) -> list[ManifestRow]:
         (target,) = self.targets(obj, options)
         with store.open_atomic(target.rel) as tmp:  # encoded once, straight into the file
             save_deidentified(obj.ds, tmp)
-        output = store.relative(store.path(target.rel))
+        output = store.output_name(target.rel)
         return [ManifestRow(source=obj.source, output=output, kind=Kind.DICOM, note=obj.note)]

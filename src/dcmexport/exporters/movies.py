@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from ..dicom import decoding
 from ..manifest import Kind, ManifestRow
 from ..options import ConvertOptions, VideoFormat
-from ..store import LocalStore
+from ..store import Store
 from .base import Instance, Level, SeriesJob, Target
 from .cine import Clip, MultiFrameClip, SliceClip, export_clip
 from .remux import remux_to_mp4
@@ -30,7 +30,7 @@ def write_videos(
     note: str,
     kind: Kind,
     options: ConvertOptions,
-    store: LocalStore,
+    store: Store,
 ) -> list[ManifestRow]:
     """`OUT/<base>.mp4` and/or `.gif` for a clip, with one manifest row each."""
     timing = clip_timing(ds, clip.n_frames, options.fps)
@@ -45,7 +45,7 @@ def write_videos(
         rows.append(
             ManifestRow(
                 source=source,
-                output=store.relative(store.path(rel)),
+                output=store.output_name(rel),
                 window_center=center,
                 window_width=width,
                 voi=label,
@@ -71,7 +71,7 @@ class VideoExporter:
         self,
         instance: Instance,
         options: ConvertOptions,
-        store: LocalStore,
+        store: Store,
         rows: list[ManifestRow],
     ) -> list[ManifestRow]:
         out: list[ManifestRow] = []
@@ -92,7 +92,7 @@ class VideoExporter:
         )
 
     def _copy_stream(
-        self, instance: Instance, options: ConvertOptions, store: LocalStore
+        self, instance: Instance, options: ConvertOptions, store: Store
     ) -> tuple[list[ManifestRow], ConvertOptions]:
         """Encapsulated video: its stream copied into MP4 as it is (no re-encoding); the
         options left for what still needs decoded frames (a GIF)."""
@@ -109,7 +109,7 @@ class VideoExporter:
             note += "; --raw applies to stills"
         row = ManifestRow(
             source=instance.source,
-            output=store.relative(store.path(rel)),
+            output=store.output_name(rel),
             voi="colour",
             kind=Kind.VIDEO,
             note="; ".join(n for n in (instance.note, note) if n),
@@ -126,9 +126,7 @@ class SeriesVideoExporter:
     def wanted(self, options: ConvertOptions) -> bool:
         return options.series_video
 
-    def write(
-        self, job: SeriesJob, options: ConvertOptions, store: LocalStore
-    ) -> list[ManifestRow]:
+    def write(self, job: SeriesJob, options: ConvertOptions, store: Store) -> list[ManifestRow]:
         clip = SliceClip(job.paths, job.rows, job.columns)
         first = decoding.read_dataset(job.paths[0], stop_before_pixels=True)
         return write_videos(

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 
 from ..manifest import Kind, ManifestRow
 from ..options import ConvertOptions, MetadataFormat, MetadataPhi
-from ..store import LocalStore
+from ..store import Store
 from .base import Instance, Level, Target
 
 #: (line label, ((value label, keyword), ...)) for the human summary, in reading order.
@@ -126,7 +126,7 @@ class SidecarExporter:
         self,
         instance: Instance,
         options: ConvertOptions,
-        store: LocalStore,
+        store: Store,
         rows: list[ManifestRow],
     ) -> list[ManifestRow]:
         render = sidecar_txt if options.metadata is MetadataFormat.TXT else sidecar_json

@@ -15,7 +15,7 @@ from ..options import ConvertOptions, FrameKind, FrameSelection, StillFormat
 from ..render.frame import render_decoded
 from ..render.overlays import describe_overlays
 from ..render.pipeline import Rendered, modality_rescale
-from ..store import LocalStore
+from ..store import Store
 from .base import Instance, Level, Target
 from .encoders import encode_still
 from .thumbnails import keep_for_thumbnail
@@ -62,7 +62,7 @@ class StillExporter:
         self,
         instance: Instance,
         options: ConvertOptions,
-        store: LocalStore,
+        store: Store,
         rows: list[ManifestRow],
     ) -> list[ManifestRow]:
         out = []

@@ -23,7 +23,7 @@ from PIL import Image
 from ..manifest import Kind, ManifestRow
 from ..naming import THUMBNAIL_MAX, needs_thumbnail, thumbnail_name
 from ..options import ConvertOptions, StillFormat
-from ..store import LocalStore
+from ..store import Store
 from .base import Instance, Level, Target
 
 #: JPEG quality of a thumbnail (the report's own thumbnails use the same)
@@ -94,7 +94,7 @@ class ThumbnailExporter:
         self,
         instance: Instance,
         options: ConvertOptions,
-        store: LocalStore,
+        store: Store,
         rows: list[ManifestRow],
     ) -> list[ManifestRow]:
         for row in rows:

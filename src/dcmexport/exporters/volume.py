@@ -45,7 +45,7 @@ from ..manifest import Kind, ManifestRow, Status
 from ..options import ConvertOptions, VolumeFormat
 from ..render import pixels as px
 from ..render.pipeline import PixelDescription, modality_rescale
-from ..store import LocalStore, atomic_path
+from ..store import LocalStore, Store, atomic_path
 from .base import Instance, Level, SeriesJob, Target
 
 log = logging.getLogger(__name__)
@@ -451,14 +451,20 @@ def volume_rows(
     source: str,
     note: str,
     options: ConvertOptions,
-    store: LocalStore,
+    store: Store,
     opened: tuple[Dataset, str | None] | None = None,
 ) -> list[ManifestRow]:
     """Write each planned volume under its claimed base (relative to OUT), with one manifest
     row per file written and one `error`/`skipped` row per part refused or failed.
 
-    `bases` pairs each volume with its base and the naming note it got when claimed.
+    `bases` pairs each volume with its base and the naming note it got when claimed. Volumes
+    are streamed to local files, so OUT must be a local folder (the engine refuses `--volume`
+    with an object-store OUT before any work; a library caller gets an error row here).
     """
+    if not isinstance(store, LocalStore):
+        raise errors.VolumeError(
+            "volumes are written to a local output folder only, not yet to object storage"
+        )
     rows: list[ManifestRow] = []
     tmp_dir = store.temp_dir if store.temp_dir.is_dir() else None
     for plan, (base, claim_note) in zip(volumes.volumes, bases, strict=True):
@@ -520,9 +526,7 @@ class SeriesVolumeExporter:
     def wanted(self, options: ConvertOptions) -> bool:
         return options.volume is not VolumeFormat.NONE
 
-    def write(
-        self, job: SeriesJob, options: ConvertOptions, store: LocalStore
-    ) -> list[ManifestRow]:
+    def write(self, job: SeriesJob, options: ConvertOptions, store: Store) -> list[ManifestRow]:
         volumes = job.volumes
         bases = list(job.volume_bases)
         if volumes is None:  # not planned by the engine (a library caller): plan here
@@ -564,7 +568,7 @@ class InstanceVolumeExporter:
         self,
         instance: Instance,
         options: ConvertOptions,
-        store: LocalStore,
+        store: Store,
         rows: list[ManifestRow],
     ) -> list[ManifestRow]:
         volumes, bases = self._planned(instance)

@@ -17,7 +17,8 @@ from ..engine.executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, exec
 from ..errors import UsageError
 from ..manifest import Status
 from ..naming import display_path
-from ..sources import InputRef
+from ..sources import InputRef, UrlRef
+from ..store import is_url
 from .columns import (
     _SERIES_INPUTS,
     DEFAULT_COLUMNS,
@@ -47,9 +48,9 @@ def _rows_in_order(
     """
     if pool is None:
         for ref in found:
-            yield read_header(str(ref.path), columns)
+            yield read_header(ref if isinstance(ref, UrlRef) else str(ref.path), columns)
         return
-    pairs = ((display_path(ref.path), os.path.abspath(ref.path)) for ref in found)
+    pairs = (_pair(ref) for ref in found)
     in_flight = jobs * IN_FLIGHT_PER_WORKER
     failed = functools.partial(_failed_row, columns)
     for _, rows in bounded_map(
@@ -58,14 +59,21 @@ def _rows_in_order(
         yield from rows
 
 
-def _failed_row(columns: tuple[str, ...], pair: tuple[str, str], reason: str) -> Row:
+def _failed_row(columns: tuple[str, ...], pair: tuple[str, str | InputRef], reason: str) -> Row:
     """The row of a file whose worker process died or hung reading it."""
     row: Row = dict.fromkeys(columns)
     row.update(path=pair[0], status="error", error=reason)
     return row
 
 
-def _read(pairs: list[tuple[str, str]], columns: tuple[str, ...]) -> list[Row]:
+def _pair(ref: InputRef) -> tuple[str, str | InputRef]:
+    """(the input as rows name it, what the worker reads: an absolute path or an object)."""
+    if isinstance(ref, UrlRef):
+        return ref.source, ref
+    return display_path(ref.path), os.path.abspath(ref.path)
+
+
+def _read(pairs: list[tuple[str, str | InputRef]], columns: tuple[str, ...]) -> list[Row]:
     """Rows of a chunk of (path as found, absolute path): one executor task."""
     rows = read_headers([absolute for _, absolute in pairs], columns)
     for (shown, _), row in zip(pairs, rows, strict=True):
@@ -74,16 +82,17 @@ def _read(pairs: list[tuple[str, str]], columns: tuple[str, ...]) -> list[Row]:
 
 
 def _index(
-    inputs: list[Path],
+    inputs: list[str | Path],
     columns: tuple[str, ...],
     jobs: int,
     scheduler: str | None,
     exclude: Iterable[Path] = (),
     table: Path | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Iterator[Row]:
     """The rows, made within the executor's lifetime (closing the generator ends both)."""
     with executor(jobs, scheduler) as pool:
-        found: Iterable[InputRef] = sources.discover(inputs, exclude)
+        found: Iterable[InputRef] = sources.discover(inputs, exclude, storage_options)
         if table is not None:
             found = _not_the_table(found, table)
         yield from _rows_in_order(found, pool, columns, worker_slots(pool, jobs))
@@ -106,17 +115,25 @@ def index_rows(
     jobs: int | None = None,
     scheduler: str | None = None,
     exclude: Iterable[Path] = (),
+    storage_options: dict[str, Any] | None = None,
 ) -> Iterator[Row]:
     """One row per file under `inputs`, in discovery order, from header-only reads.
 
     Rows have the keys `instance_columns(columns)`. `jobs` worker processes (default: all
     cores; 1 = in-process) or a Dask `scheduler` address (``tcp://host:8786``); `exclude`
     folders are not searched. A missing input or an unknown column raises `UsageError` now,
-    before any file is read; a problem with one file becomes that file's row.
+    before any file is read; a problem with one file becomes that file's row. Inputs may be
+    object-store URLs (read with fsspec `storage_options`, headers by range requests).
     """
-    paths = [Path(p) for p in inputs]
+    paths = _inputs(inputs)
     names = instance_columns(columns)
-    return _index(paths, names, check_run(paths, jobs), scheduler, list(exclude))
+    jobs = check_run(paths, jobs)
+    return _index(paths, names, jobs, scheduler, list(exclude), storage_options=storage_options)
+
+
+def _inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str | Path]:
+    """Local inputs as paths, object-store URLs as they are."""
+    return [str(p) if is_url(p) else Path(p) for p in inputs]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +211,7 @@ def build_index(
     jobs: int | None = None,
     scheduler: str | None = None,
     reporter: Reporter | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> IndexSummary:
     """Index every file under `inputs` into the table `output` (``.csv`` or ``.parquet``).
 
@@ -205,7 +223,7 @@ def build_index(
     started = time.perf_counter()
     table, level = Path(output), _level(level)
     _check_table(table)
-    paths = [Path(p) for p in inputs]
+    paths = _inputs(inputs)
     wanted = instance_columns(columns)
     n_jobs = check_run(paths, jobs)
     if level is IndexLevel.SERIES:
@@ -213,9 +231,14 @@ def build_index(
     else:
         read = out_columns = wanted
     if reporter is not None:  # a second walk of the folders: cheap beside reading files
-        reporter.start(sum(1 for _ in _not_the_table(sources.discover(paths), table)))
+        found = sources.discover(paths, storage_options=storage_options)
+        reporter.start(sum(1 for _ in _not_the_table(found, table)))
     summary = IndexSummary(table, level)
-    rows = _counted(_index(paths, read, n_jobs, scheduler, table=table), summary, reporter)
+    rows = _counted(
+        _index(paths, read, n_jobs, scheduler, table=table, storage_options=storage_options),
+        summary,
+        reporter,
+    )
     if level is IndexLevel.SERIES:
         rows = iter(series_rows(rows, out_columns))
     summary.rows = write_table(rows, table, out_columns)

@@ -9,11 +9,13 @@ from collections.abc import Sequence
 
 from pydicom.dataset import Dataset
 
+from .. import sources
 from ..dicom import decoding
 from ..dicom.faults import PASS_THROUGH, plain_reason
 from ..dicom.tags import tag_text
 from ..errors import DcmExportError, NotDicomError
 from ..naming import display_path
+from ..sources import InputRef
 from .columns import Column, Row, column_spec
 from .values import _dicom_values
 
@@ -36,20 +38,26 @@ def _truncation(ds: Dataset) -> str | None:
     return None
 
 
-def _read_values(path: str, specs: Sequence[Column]) -> Row:
+def _read_values(path: str | InputRef, specs: Sequence[Column]) -> Row:
     """The DICOM columns of one file; `NotDicomError` for an unusable header."""
-    ds = decoding.read_dataset(path, stop_before_pixels=True)
+    if isinstance(path, InputRef):  # an object: a few range requests, never the whole
+        with sources.open_header(path) as header:
+            ds = decoding.read_dataset(header, stop_before_pixels=True)
+    else:
+        ds = decoding.read_dataset(path, stop_before_pixels=True)
     problem = _truncation(ds)
     if problem:
         raise NotDicomError(problem)
-    row = _dicom_values(ds, specs, path)
+    row = _dicom_values(ds, specs, _shown(path))
     row["transfer_syntax"] = str(decoding.transfer_syntax(ds))
     return row
 
 
-def _failure(path: str, exc: BaseException) -> tuple[str, str]:
+def _failure(path: str | InputRef, exc: BaseException) -> tuple[str, str]:
     """(status, reason) for a file that could not be indexed."""
     if isinstance(exc, NotDicomError):
+        if isinstance(path, InputRef):  # only a header without ``DICM`` is "not DICOM"
+            return ("skipped" if str(exc) == "not a DICOM file" else "error"), str(exc)
         try:
             part10 = decoding.has_dicm_prefix(path)
         except OSError:
@@ -62,15 +70,23 @@ def _failure(path: str, exc: BaseException) -> tuple[str, str]:
     return "error", plain_reason(exc)
 
 
-def _file_size(path: str) -> int | None:
+def _shown(path: str | InputRef) -> str:
+    return path.source if isinstance(path, InputRef) else path
+
+
+def _file_size(path: str | InputRef) -> int | None:
+    if isinstance(path, InputRef):
+        stamp = sources.fingerprint(path)
+        return stamp[0] if stamp is not None else None
     try:
         return os.stat(path).st_size
     except OSError:
         return None
 
 
-def read_header(path: str, columns: Sequence[str]) -> Row:
-    """The row of one file, with exactly the keys `columns`; never raises for the file."""
+def read_header(path: str | InputRef, columns: Sequence[str]) -> Row:
+    """The row of one file (a path, or an object-store input), with exactly the keys
+    `columns`; never raises for the file."""
     row: Row = dict.fromkeys(columns)
     try:
         with warnings.catch_warnings():  # pydicom warns about every oddity it tolerates
@@ -82,13 +98,13 @@ def read_header(path: str, columns: Sequence[str]) -> Row:
         raise
     except BaseException as exc:  # MemoryError, a Rust panic, a bug: this file's row, go on
         row["status"], row["error"] = _failure(path, exc)
-        log.debug("%s: %s", path, row["error"])
-    row["path"] = display_path(path)
+        log.debug("%s: %s", _shown(path), row["error"])
+    row["path"] = display_path(_shown(path))
     if "file_size" in row:
         row["file_size"] = _file_size(path)
     return row
 
 
-def read_headers(paths: Sequence[str], columns: Sequence[str]) -> list[Row]:
+def read_headers(paths: Sequence[str | InputRef], columns: Sequence[str]) -> list[Row]:
     """The rows of a chunk of files: the picklable unit of work for a process pool or Dask."""
     return [read_header(path, columns) for path in paths]

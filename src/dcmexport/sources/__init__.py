@@ -1,4 +1,5 @@
-"""Where inputs come from: files, folders, archives, DICOMDIR sets, DICOMweb and DIMSE servers.
+"""Where inputs come from: files, folders, archives, DICOMDIR sets, object storage (fsspec
+URLs), DICOMweb and DIMSE servers.
 
 `discover` turns the user's inputs into `InputRef`s; the registry `SOURCES` says how each
 kind of reference is opened and fingerprinted. Sources hand over raw names: naming
@@ -9,18 +10,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import IO
 
 from .base import InputKind, InputRef, Source
 from .discovery import count_files, discover
 from .files import FileSource, MemberSource
 from .remote import ServerSource
 from .servers import ServerInput, as_server_input
+from .urls import UrlMemberSource, UrlRef, UrlSource, discover_url, header_source
 
 #: How each kind of input is read; a new kind of source registers here.
 SOURCES: dict[InputKind, Source] = {
     InputKind.FILE: FileSource(),
     InputKind.MEMBER: MemberSource(),
     InputKind.SERVER: ServerSource(),
+    InputKind.URL: UrlSource(),
+    InputKind.URL_MEMBER: UrlMemberSource(),
 }
 
 
@@ -47,6 +52,17 @@ def prefetched(refs: Sequence[InputRef]) -> Iterator[None]:
             source.release(mine)  # type: ignore[attr-defined]
 
 
+@contextlib.contextmanager
+def open_header(ref: InputRef) -> Iterator[bytes | str | IO[bytes]]:
+    """What a header-only read of the input reads from: as `open_input`, except that an
+    object in object storage is opened with a small block size (never fetched whole)."""
+    if isinstance(ref, UrlRef):
+        with header_source(ref) as source:
+            yield source
+    else:
+        yield open_input(ref)
+
+
 def fingerprint(ref: InputRef) -> tuple[int, int] | None:
     """What changes when the input does (size and modification time for files)."""
     return SOURCES[ref.kind].fingerprint(ref)
@@ -58,10 +74,13 @@ __all__ = [
     "InputRef",
     "ServerInput",
     "Source",
+    "UrlRef",
     "as_server_input",
     "count_files",
     "discover",
+    "discover_url",
     "fingerprint",
+    "open_header",
     "open_input",
     "prefetched",
 ]

@@ -20,6 +20,8 @@ class InputKind(str, enum.Enum):
     FILE = "file"  # a file on a local or mounted file system
     MEMBER = "member"  # a member of a zip or tar archive on such a file system
     SERVER = "server"  # an instance on a DICOMweb or DIMSE server, fetched by the worker
+    URL = "url"  # an object in object storage (s3://, gs://, any fsspec URL)
+    URL_MEMBER = "url-member"  # a member of a zip object in object storage
 
 
 @dataclasses.dataclass(frozen=True)

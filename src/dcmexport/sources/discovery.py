@@ -17,10 +17,12 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ..dicom.faults import PASS_THROUGH, plain_reason
 from ..errors import DcmExportError, UsageError
-from . import archives, dicomdir, remote
+from ..store import is_url
+from . import archives, dicomdir, remote, urls
 from .base import InputRef
 from .servers import ServerInput, as_server_input
 
@@ -28,21 +30,29 @@ log = logging.getLogger(__name__)
 
 
 def discover(
-    inputs: Iterable[str | os.PathLike[str] | ServerInput], exclude: Iterable[Path] = ()
+    inputs: Iterable[str | os.PathLike[str] | ServerInput],
+    exclude: Iterable[str | os.PathLike[str]] = (),
+    storage_options: dict[str, Any] | None = None,
 ) -> Iterator[InputRef]:
     """Yield every file under `inputs`, sorted by name per folder, skipping `exclude` folders.
 
     Symlinked folders are not followed, so a link loop cannot trap the walk; symlinked files
     are. A missing input is a `UsageError`. A SERVER input (a `ServerInput`, or an
     ``http(s)://`` / ``dicom://`` string) yields its matching instances (`remote`).
+    Object-store URLs (`urls`) are listed with `storage_options`; an `exclude` URL leaves
+    out that prefix.
     """
-    excluded = {p.resolve() for p in exclude}
+    exclude = list(exclude)
+    excluded = {Path(p).resolve() for p in exclude if not is_url(p)}
     for item in inputs:
         server = as_server_input(item)
         if server is not None:
             yield from remote.take_inputs(server)
             continue
         assert not isinstance(item, ServerInput)
+        if is_url(item):
+            yield from urls.discover_url(str(item), storage_options, [str(e) for e in exclude])
+            continue
         path = Path(item)
         if path.is_dir():
             for file_path in walk(path, excluded):
@@ -174,11 +184,14 @@ def _archive_dicomdir_gaps(path: Path, member: str, names: list[str]) -> Iterato
 
 
 def count_files(
-    inputs: Iterable[str | os.PathLike[str] | ServerInput], exclude: Iterable[Path] = ()
+    inputs: Iterable[str | os.PathLike[str] | ServerInput],
+    exclude: Iterable[str | os.PathLike[str]] = (),
+    storage_options: dict[str, Any] | None = None,
 ) -> int:
     """How many files `discover` will yield (for a progress bar's total), without keeping them
     (a server's instances are listed here once; `discover` reuses that listing)."""
-    excluded = {p.resolve() for p in exclude}
+    exclude = list(exclude)
+    excluded = {Path(p).resolve() for p in exclude if not is_url(p)}
     total = 0
     for item in inputs:
         server = as_server_input(item)
@@ -186,6 +199,9 @@ def count_files(
             total += len(remote.list_inputs(server))
             continue
         assert not isinstance(item, ServerInput)
+        if is_url(item):
+            total += urls.count_url(str(item), storage_options, [str(e) for e in exclude])
+            continue
         path = Path(item)
         if path.is_dir():
             total += sum(1 for _ in walk(path, excluded))

@@ -98,8 +98,11 @@ class LocalStore:
     it, so nothing is ever written outside OUT.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None
+    ) -> None:
         self.root = Path(root)
+        self._state_dir = Path(state_dir) if state_dir is not None else None
         self._resolved_root: Path | None = None
         self._folders: dict[str, Path] = {}
 
@@ -111,18 +114,33 @@ class LocalStore:
 
     def __setstate__(self, state: dict[str, Path]) -> None:
         self.root = state["root"]
+        self._state_dir = None
         self._resolved_root = None
         self._folders = {}
 
     @property
+    def location(self) -> str:
+        """OUT as messages name it."""
+        return str(self.root)
+
+    @property
     def state_dir(self) -> Path:
-        """Where dcmexport keeps its own files inside OUT (state, lock, temporary files)."""
-        return self.root / STATE_DIR
+        """Where dcmexport keeps its own files (state, lock): inside OUT unless the run
+        names another folder (`--state-dir`)."""
+        return self._state_dir if self._state_dir is not None else self.root / STATE_DIR
 
     @property
     def temp_dir(self) -> Path:
         """Temporary files are written here and renamed into place (same file system as OUT)."""
-        return self.state_dir / "tmp"
+        return self.root / STATE_DIR / "tmp"
+
+    def for_workers(self) -> LocalStore:
+        """The same OUT by absolute path (a Dask worker's working folder is not ours)."""
+        return LocalStore(self.root.resolve())
+
+    def output_name(self, rel: PurePosixPath | str) -> str:
+        """The manifest's name for `rel` (relative to OUT), refused if it would leave OUT."""
+        return self.relative(self.path(rel))
 
     def clear_temp(self) -> None:
         """Remove what a killed run left half-written (its own ``.tmp-*`` files only, never
