@@ -67,23 +67,22 @@ def mask_burned_in(ds: Dataset) -> MaskReport:
     frames = list(decoding.iter_frames(ds))
     views = [burned_in.ocr_view(frame, photometric, bits_stored) for frame in frames]
     checked = burned_in.frames_to_check(views)
+    shape = views[0].shape
+    found = [box for i in checked for box in ocr.detect_text(views[i])]
     boxes = sorted(
-        {
-            burned_in.with_margin(box, views[i].shape)
-            for i in checked
-            for box in ocr.detect_text(views[i])
-        }
+        {burned_in.with_margin(b, shape) for b in found if burned_in.is_text_line(b, shape)}
     )
     decompressed = False
     if boxes:
-        mask = burned_in.box_mask(views[0].shape, boxes)
+        mask = burned_in.box_mask(shape, boxes)
         frames = [
             burned_in.masked(f, mask, burned_in.black_value(f, photometric, bits_stored))
             for f in frames
         ]
         left = sum(
-            len(ocr.read_text(burned_in.ocr_view(frames[i], photometric, bits_stored)))
+            burned_in.is_text_line(box, shape)
             for i in checked
+            for box, _ in ocr.read_text(burned_in.ocr_view(frames[i], photometric, bits_stored))
         )
         if left:
             raise BurnedInTextError(

@@ -28,6 +28,10 @@ CHECK_EVERY = 10
 #: speckle averages out within a block
 CHANGE_LEVEL = 24.0
 
+#: a text line is thinner than this share of the image (or `LINE_LIMIT` pixels) one way
+LINE_SHARE = 0.2
+LINE_LIMIT = 48
+
 #: the margin around a detected box: this share of its height, at least `MIN_MARGIN` pixels
 MARGIN_SHARE = 0.25
 MIN_MARGIN = 3
@@ -85,6 +89,17 @@ def frames_to_check(views: Sequence[np.ndarray], every: int = CHECK_EVERY) -> li
             checked.append(index)
             last = means
     return checked
+
+
+def is_text_line(box: Box, shape: tuple[int, ...]) -> bool:
+    """True if `box` has the shape of a line of text: thin in one direction (at most a fifth
+    of the image, or 48 pixels). The detector sometimes marks a whole dark, textured picture
+    (an ultrasound sector, a small CT) as one region; that is not a line and is not masked."""
+    x0, y0, x1, y1 = box
+    height, width = shape[:2]
+    return (y1 - y0) <= max(LINE_LIMIT, height * LINE_SHARE) or (x1 - x0) <= max(
+        LINE_LIMIT, width * LINE_SHARE
+    )
 
 
 def with_margin(box: Box, shape: tuple[int, ...]) -> Box:
