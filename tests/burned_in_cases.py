@@ -80,7 +80,7 @@ def us_dataset(frames: np.ndarray, modality: str = "US") -> Dataset:
     sop = "1.2.840.10008.5.1.4.1.1.3.1" if multi else "1.2.840.10008.5.1.4.1.1.6.1"
     if modality == "OT":
         sop = "1.2.840.10008.5.1.4.1.1.7"
-    ds.file_meta.MediaStorageSOPClassUID = sop
+    ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.UID(sop)
     ds.SOPClassUID = sop
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -118,7 +118,8 @@ def us_cine(frames: int = 12, seed: int = 2) -> tuple[Dataset, list[Box]]:
     rng = np.random.default_rng(seed)
     base = speckle(rng, 640, 480).astype(np.int16)
     yy, xx = np.mgrid[0:480, 0:640]
-    out, boxes = [], []
+    out: list[np.ndarray] = []
+    boxes: list[Box] = []
     for k in range(frames):
         blob = np.hypot(xx - 300 - k, yy - 300) < 40
         frame = np.clip(base + 45 * blob, 0, 255).astype(np.uint8)
