@@ -96,6 +96,18 @@ def test_mask_without_the_ocr_extra_is_a_usage_error_naming_it(
         assert main(argv) == 2
         assert 'pip install "dcmexport[ocr]"' in capsys.readouterr().err
     assert not (tmp_path / "o1").exists()
+    argv = [
+        "convert",
+        str(src),
+        "-o",
+        str(tmp_path / "o3"),
+        "--metadata-phi",
+        "none",
+        "--metadata",
+        "json",
+    ]
+    assert main([*argv, "--burned-in", "mask"]) == 2  # masking needs --anonymize
+    assert "--anonymize" in capsys.readouterr().err
 
 
 def test_text_left_after_masking_is_an_error_and_nothing_is_written(
@@ -242,8 +254,9 @@ def test_convert_anonymize_mask_leaves_no_text_in_png_mp4_gif(run: Run) -> None:
         assert found_tokens(frames[index]) == [], index
     (gif,) = [p for p in outputs if p.suffix == ".gif"]
     with Image.open(gif) as image:
-        image.seek(image.n_frames - 1)
-        assert found_tokens(np.asarray(image.convert("RGB"))) == []
+        for index in (0, image.n_frames - 1):
+            image.seek(index)
+            assert found_tokens(np.asarray(image.convert("RGB"))) == [], index
 
 
 @needs_ocr

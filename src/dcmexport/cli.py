@@ -689,6 +689,10 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise UsageError(
             "--key, --map, --set, --keep and --burned-in need --anonymize (or --metadata-phi none)"
         )
+    if BurnedInPolicy(args.burned_in).masks and not args.anonymize:
+        raise UsageError(
+            "--burned-in mask masks the images of a de-identified run: add --anonymize"
+        )
     _require_ocr(args)
     deid = _deid_options(args) if deidentifying else None
     if args.anonymize:
