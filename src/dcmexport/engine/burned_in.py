@@ -16,7 +16,7 @@ import logging
 
 import numpy as np
 import pydicom.uid
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 
 from ..dicom import codecs, decoding
 from ..errors import BurnedInTextError
@@ -112,6 +112,8 @@ def _store_native(
         ds.PlanarConfiguration = 0  # decoded frames are interleaved
     changed = ts not in _NATIVE_KEPT or codecs.is_video(str(ts))
     if changed:
+        if not hasattr(ds, "file_meta"):
+            ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
         for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
             if keyword in ds:
