@@ -48,3 +48,10 @@ def test_code_cites_only_documents_in_the_repository() -> None:
         if "CONTRACT.md" in p.read_text(encoding="utf-8") and p.name != "test_docs.py"
     ]
     assert cited == []
+
+
+def test_every_burned_in_policy_is_documented() -> None:
+    from dcmexport.options import BurnedInPolicy
+
+    text = DOCS.read_text(encoding="utf-8")
+    assert [p.value for p in BurnedInPolicy if f"`{p.value}`" not in text] == []

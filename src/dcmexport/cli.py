@@ -122,7 +122,8 @@ def _add_deidentification(p: argparse.ArgumentParser) -> None:
         choices=[b.value for b in BurnedInPolicy],
         default=BurnedInPolicy.WARN.value,
         help="images that may carry burned-in text (ultrasound, secondary capture, Burned In "
-        "Annotation YES): warn (noted in the manifest) or exclude (skipped) (default: warn)",
+        "Annotation YES): warn (noted in the manifest), exclude (skipped), mask (OCR finds the "
+        "text and blacks it out; mask-all: every image; needs the ocr extra) (default: warn)",
     )
 
 
@@ -150,6 +151,14 @@ def _deid_given(args: argparse.Namespace) -> bool:
     return bool(args.key or args.map or args.set or args.keep) or (
         args.burned_in != BurnedInPolicy.WARN.value
     )
+
+
+def _require_ocr(args: argparse.Namespace) -> None:
+    """``--burned-in mask``/``mask-all`` without the OCR engine: a usage error naming the extra."""
+    if BurnedInPolicy(args.burned_in).masks:
+        from .render import ocr
+
+        ocr.require()
 
 
 def _anonymize_parser(sub: argparse._SubParsersAction) -> None:
@@ -680,6 +689,11 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise UsageError(
             "--key, --map, --set, --keep and --burned-in need --anonymize (or --metadata-phi none)"
         )
+    if BurnedInPolicy(args.burned_in).masks and not args.anonymize:
+        raise UsageError(
+            "--burned-in mask masks the images of a de-identified run: add --anonymize"
+        )
+    _require_ocr(args)
     deid = _deid_options(args) if deidentifying else None
     if args.anonymize:
         _redact_logged_paths()
@@ -762,6 +776,7 @@ def _run_anonymize(args: argparse.Namespace) -> int:
     from .options import parse_storage_options
     from .progress import ConsoleReporter
 
+    _require_ocr(args)
     deid = _deid_options(args)
     _redact_logged_paths()
     reporter = None if args.quiet else ConsoleReporter(verbose=args.verbose)

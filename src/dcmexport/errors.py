@@ -55,6 +55,11 @@ class DeidentificationError(DcmExportError):
     """A dataset cannot be de-identified into a valid file (e.g. it has no SOP Instance UID)."""
 
 
+class BurnedInTextError(DcmExportError):
+    """`--burned-in mask`: text is still found in the pixels after masking (or they cannot
+    be masked): the image is an `error` and nothing is written for it."""
+
+
 class ExcludedError(DcmExportError):
     """An input left out on purpose (e.g. `--burned-in exclude`): a `skipped` row, not an error."""
 

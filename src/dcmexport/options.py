@@ -78,10 +78,17 @@ class Product(str, enum.Enum):
 
 class BurnedInPolicy(str, enum.Enum):
     """``--burned-in``: what a de-identified run does with images that may carry burned-in
-    identifying text (``mask`` is a separate capability, not accepted yet)."""
+    identifying text (``mask``/``mask-all`` need the ``ocr`` extra)."""
 
     WARN = "warn"  # write it, keep Burned In Annotation YES, note it and count it
     EXCLUDE = "exclude"  # write nothing for it: a `skipped` row with the reason
+    MASK = "mask"  # OCR the images at risk, black out the text, re-check, then write
+    MASK_ALL = "mask-all"  # the same for every image, at risk or not
+
+    @property
+    def masks(self) -> bool:
+        """True if this policy blacks out burned-in text (OCR)."""
+        return self in (BurnedInPolicy.MASK, BurnedInPolicy.MASK_ALL)
 
 
 class MetadataPhi(str, enum.Enum):

@@ -20,6 +20,7 @@ from ..errors import ExcludedError, PixelDataError
 from ..manifest import ManifestRow
 from ..options import BurnedInPolicy, ConvertOptions, Product
 from ..sources import InputRef
+from .burned_in import mask_burned_in
 
 if TYPE_CHECKING:
     from .work import FileResult
@@ -43,7 +44,13 @@ def deidentified(
         if "Rows" in ds and decoding.pixel_keyword(ds) is None:
             raise PixelDataError("an image header without its pixel data (a truncated file?)")
         _load_deferred_pixels(ds)
+    if options.burned_in.masks:
+        _load_deferred_pixels(ds)  # masking rewrites them
     result = deidentify(ds, deid)
+    at_risk = result.burned_in is not None or options.burned_in is BurnedInPolicy.MASK_ALL
+    if options.burned_in.masks and at_risk and decoding.pixel_keyword(ds) == "PixelData":
+        report = mask_burned_in(result.dataset)  # BurnedInTextError: an `error` row
+        return result.dataset, "; ".join(n for n in (note, report.note) if n)
     if result.burned_in is not None:
         if options.burned_in is BurnedInPolicy.EXCLUDE:
             raise ExcludedError(f"left out by --burned-in exclude: {result.burned_in}")
