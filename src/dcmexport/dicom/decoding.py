@@ -99,7 +99,7 @@ def read_dataset(
             size = path.seek(0, os.SEEK_END) - start
             path.seek(start)
             source = path
-        elif (whole := native.read_small(path)) is not None:  # one open, one read, in memory
+        elif (whole := _read_small(path)) is not None:  # one open, one read, in memory
             part10, size, in_memory = whole[128:132] == b"DICM", len(whole), True
             source = io.BytesIO(whole)
             if part10 and not _maybe_deflated(whole):
@@ -140,6 +140,15 @@ def read_dataset(
         ds.filename = os.fspath(path)  # as pydicom names a dataset read from its path
         ds.fileobj_type = open
     return ds
+
+
+def _read_small(path: str | os.PathLike[str]) -> bytes | None:
+    """The whole file if it is at most `native.WHOLE_READ_LIMIT` bytes (one open, one read),
+    else None. OSError propagates: a file that cannot be read is an error, not "not DICOM"."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size > native.WHOLE_READ_LIMIT:
+            return None
+        return f.read()
 
 
 def _maybe_deflated(data: bytes) -> bool:

@@ -8,7 +8,6 @@ fast path never decides anything the general path would decide differently.
 
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -27,15 +26,6 @@ _LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b
 _TRANSFER_SYNTAX_TAG = b"\x02\x00\x10\x00"
 #: Native little-endian syntaxes whose frames are the pixel bytes as they lie.
 _NATIVE_LITTLE = frozenset((pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.ExplicitVRLittleEndian))
-
-
-def read_small(path: str | os.PathLike[str]) -> bytes | None:
-    """The whole file if it is at most `WHOLE_READ_LIMIT` bytes (one open, one read), else
-    None. OSError propagates: a file that cannot be read is an error, not "not DICOM"."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size > WHOLE_READ_LIMIT:
-            return None
-        return f.read()
 
 
 def meta_transfer_syntax(data: bytes) -> str | None:
