@@ -134,3 +134,13 @@ def test_deflated_files_still_take_the_guarded_reader(deflated: str) -> None:
     assert decoding.read_dataset(path).file_meta.TransferSyntaxUID == (
         pydicom.uid.DeflatedExplicitVRLittleEndian
     )
+
+
+def test_a_slice_as_the_worker_reads_it_is_cacheable(sample_set: tuple[Path, list[Path]]) -> None:
+    """pydicom converts Specific Character Set on reading and the limit checks convert the
+    Image Pixel counts: the caches must still key such a slice (or they never hit)."""
+    ct = next(p for p in sample_set[1] if p.parent.name == "CT" and p.suffix == ".dcm")
+    ds = decoding.read_dataset(ct)
+    decoding.check_limits(ds)
+    assert fastpath._raw_key(ds, fastpath._PIXEL_TAGS) is not None
+    assert fastpath._raw_key(ds, fastpath._TRANSFORM_TAGS) is not None

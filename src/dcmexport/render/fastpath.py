@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from .pipeline import FrameTransforms, PixelDescription, frame_transforms
@@ -86,9 +87,24 @@ def _raw_key(ds: Dataset, tags: tuple[BaseTag, ...]) -> tuple[Any, ...] | None:
             key.append(None)
         elif isinstance(element, RawDataElement):
             key.append((element.VR, element.value))
+        elif element.VR in _EXACT_VRS and (value := _exact(element.value)) is not None:
+            key.append((element.VR, "value", value))  # converted already (pydicom, limits)
         else:
             return None
     return tuple(key)
+
+
+#: VRs whose converted values are exactly what the file says (no number parsing): pydicom
+#: converts Specific Character Set on reading, the limit checks the Image Pixel counts.
+_EXACT_VRS = frozenset(("CS", "US", "SS", "UL", "SL"))
+
+
+def _exact(value: object) -> tuple[object, ...] | None:
+    """A converted value as a hashable key: strings and ints only (else None)."""
+    items: tuple[object, ...] = (
+        tuple(value) if isinstance(value, (list, tuple, MultiValue)) else (value,)
+    )
+    return items if all(type(v) in (str, int) for v in items) else None
 
 
 def _cached(cache: dict[Hashable, T], key: Hashable | None, make: Callable[[], T]) -> T:
