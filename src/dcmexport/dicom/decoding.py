@@ -99,7 +99,7 @@ def read_dataset(
             size = path.seek(0, os.SEEK_END) - start
             path.seek(start)
             source = path
-        elif (whole := _read_small(path)) is not None:  # one open, one read, in memory
+        elif not stop_before_pixels and (whole := _read_small(path)) is not None:  # one read
             part10, size, in_memory = whole[128:132] == b"DICM", len(whole), True
             source = io.BytesIO(whole)
             if part10 and not _maybe_deflated(whole):
