@@ -64,7 +64,15 @@ def _runs(series: Path, out: Path, cores: int) -> list[tuple[str, Callable[[], i
     def rows_only(jobs: int) -> Callable[[], int]:
         return lambda: sum(1 for _ in index_rows([series], jobs=jobs))
 
-    runs = []
+    def plain_loop() -> int:  # the reference: header reads alone, one process, no table
+        import pydicom
+
+        files = sorted(series.glob("*.dcm"))
+        for path in files:
+            pydicom.dcmread(path, stop_before_pixels=True)
+        return len(files)
+
+    runs = [("plain dcmread loop, 1 proc", plain_loop)]
     for jobs in dict.fromkeys((cores, 1)):
         runs += [
             (f"-j {jobs}  rows only", rows_only(jobs)),

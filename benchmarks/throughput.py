@@ -1,16 +1,24 @@
 """Throughput of `dcmexport convert` against the baselines, side by side in one run.
 
-Baselines: a `dcm2pnm` loop (one DCMTK process per file, the file's window) and a one-process
-pydicom + Pillow script (read, rescale, window, save PNG), on the same generated 512² CT slices;
-then dcmexport alone on a larger series. Prints median seconds and files/s over --repeat runs
-and how many times slower than dcmexport on all cores each one is per file.
+For each series size (default 300, 3,000 and 20,000 generated 512² CT slices): `convert -j N`
+(all cores) and `-j 1`, with the main process's CPU per file and the peak RSS of the main
+process and of the largest worker; on the smallest size also the baselines, a `dcm2pnm` loop
+(one DCMTK process per file, the file's window) and a one-process pydicom + Pillow script.
+`--compare SRC` adds the same `convert` rows run from another source tree (e.g. main's
+``src``), so "before" and "after" are measured in the same run under the same load.
 
-    python benchmarks/throughput.py --slices 300 --large 3000 --repeat 3
+Rows are interleaved per repeat (A, B, A, B …) so load from other processes hits all alike;
+medians are printed, with files/s and the ratio to the first row.
+
+    python benchmarks/throughput.py --sizes 300,3000 --repeat 3 --keep /tmp/bench \
+        --compare /tmp/main/src
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -35,69 +43,45 @@ for path in sorted(src.rglob("*.dcm")):
     Image.fromarray(y).save(out / (path.stem + ".png"))
 """
 
+#: Runs `dcmexport` in this process and reports its own CPU and peak RSS, and its children's
+#: (the pool's workers, reaped before exit), as JSON on the last line of stderr.
+MEASURED_CLI = r"""
+import json, resource, sys
+from dcmexport.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+me = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"cpu": me.ru_utime + me.ru_stime, "rss_kb": me.ru_maxrss,
+                  "worker_cpu": kids.ru_utime + kids.ru_stime, "worker_rss_kb": kids.ru_maxrss}),
+      file=sys.stderr)
+sys.exit(code or 0)
+"""
 
-def _time(run: Callable[[], None], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
+
+class Row:
+    """One measured command: wall seconds and, for ours, main-process CPU and peak RSS."""
+
+    def __init__(self, name: str, files: int, run: Callable[[], dict[str, float]]) -> None:
+        self.name, self.files, self.run = name, files, run
+        self.samples: list[dict[str, float]] = []
+
+    def measure(self) -> None:
         started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        extra = self.run()
+        self.samples.append({"seconds": time.perf_counter() - started, **extra})
+
+    def median(self, key: str) -> float | None:
+        values = [s[key] for s in self.samples if key in s]
+        return statistics.median(values) if values else None
 
 
 def _fresh(folder: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slices", type=int, default=300, help="series for the comparison")
-    parser.add_argument("--large", type=int, default=3000, help="series for our own rate")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--keep", type=Path, help="generate the series here and keep them")
-    args = parser.parse_args()
-
-    from dcmexport.engine.executor import default_jobs
-
-    work = args.keep or Path(tempfile.mkdtemp(prefix="dcmexport-bench-"))
-    small = _series(work / "ct", args.slices)
-    large = _series(work / f"ct{args.large}", args.large) if args.large else None
-    out = work / "out"
-    cores = default_jobs()
-
-    def ours(series: Path, jobs: int) -> Callable[[], None]:
-        def run() -> None:
-            cmd = [sys.executable, "-m", "dcmexport", "convert", str(series), "-q"]
-            subprocess.run([*cmd, "-o", str(_fresh(out)), "-j", str(jobs)], check=True)
-
-        return run
-
-    def dcm2pnm_loop() -> None:
-        target = _fresh(out)
-        for f in sorted(small.glob("*.dcm")):
-            png = str(target / f"{f.stem}.png")
-            subprocess.run(["dcm2pnm", "-O", "+Wi", "1", "+on", str(f), png], check=True)
-
-    def pydicom_pillow() -> None:
-        script = [sys.executable, "-c", BASELINE_SCRIPT, str(small), str(_fresh(out))]
-        subprocess.run(script, check=True)
-
-    n = args.slices
-    rows = [
-        (f"dcmexport -j {cores}", n, _time(ours(small, cores), args.repeat)),
-        ("dcmexport -j 1", n, _time(ours(small, 1), args.repeat)),
-    ]
-    if shutil.which("dcm2pnm"):
-        rows.append(("dcm2pnm loop (DCMTK)", n, _time(dcm2pnm_loop, args.repeat)))
-    rows.append(("pydicom + Pillow, one process", n, _time(pydicom_pillow, args.repeat)))
-    if large is not None:
-        rows.append((f"dcmexport -j {cores}", args.large, _time(ours(large, cores), args.repeat)))
-    _print_table(rows, args.repeat)
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
 
 
 def _series(folder: Path, n: int) -> Path:
@@ -109,17 +93,98 @@ def _series(folder: Path, n: int) -> Path:
     return folder
 
 
-def _print_table(rows: list[tuple[str, int, float]], repeat: int) -> None:
-    ours = rows[0][2] / rows[0][1]  # seconds per file, all cores
-    print(f"\n512x512 int16 CT slices, median of {repeat} run(s), process start-up included\n")
-    print(f"| {'tool':<30} | {'files':>5} | {'seconds':>8} | {'files/s':>8} | {'vs ours':>8} |")
-    print(f"|{'-' * 32}|{'-' * 7}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
-    for name, files, seconds in rows:
-        ratio = f"{seconds / files / ours:.1f}x"
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="300,3000,20000", help="series sizes, comma-separated")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="generate the series here and keep them")
+    parser.add_argument("--compare", type=Path, help="another source tree's src/ to run too")
+    parser.add_argument("--no-j1", action="store_true", help="skip the -j 1 rows")
+    parser.add_argument("--no-baselines", action="store_true", help="skip dcm2pnm and the script")
+    args = parser.parse_args()
+
+    from dcmexport.engine.executor import default_jobs
+
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    work = args.keep or Path(tempfile.mkdtemp(prefix="dcmexport-bench-"))
+    series = {n: _series(work / f"ct{n}", n) for n in sizes}
+    out = work / "out"
+    cores = default_jobs()
+    here = Path(__file__).resolve().parents[1] / "src"
+    trees = [("", here)] + ([(" (compare)", args.compare.resolve())] if args.compare else [])
+
+    def ours(folder: Path, jobs: int, src: Path) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            env = {**os.environ, "PYTHONPATH": str(src)}
+            cmd = [sys.executable, "-c", MEASURED_CLI, "convert", str(folder), "-q"]
+            done = subprocess.run(
+                [*cmd, "-o", str(_fresh(out)), "-j", str(jobs)],
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+                check=True,
+            )
+            return json.loads(done.stderr.strip().splitlines()[-1])
+
+        return run
+
+    def dcm2pnm_loop(folder: Path) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            target = _fresh(out)
+            for f in sorted(folder.glob("*.dcm")):
+                png = str(target / f"{f.stem}.png")
+                subprocess.run(["dcm2pnm", "-O", "+Wi", "1", "+on", str(f), png], check=True)
+            return {}
+
+        return run
+
+    def pydicom_pillow(folder: Path) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            script = [sys.executable, "-c", BASELINE_SCRIPT, str(folder), str(_fresh(out))]
+            subprocess.run(script, check=True)
+            return {}
+
+        return run
+
+    rows: list[Row] = []
+    for n in sizes:
+        for label, src in trees:
+            rows.append(Row(f"dcmexport -j {cores}{label}", n, ours(series[n], cores, src)))
+            if not args.no_j1 and n <= 3000:
+                rows.append(Row(f"dcmexport -j 1{label}", n, ours(series[n], 1, src)))
+        if n == sizes[0] and not args.no_baselines:
+            if shutil.which("dcm2pnm"):
+                rows.append(Row("dcm2pnm loop (DCMTK)", n, dcm2pnm_loop(series[n])))
+            rows.append(Row("pydicom + Pillow, one process", n, pydicom_pillow(series[n])))
+    for _ in range(args.repeat):  # interleaved: load from elsewhere hits every row alike
+        for row in rows:
+            row.measure()
+    _print_table(rows, args.repeat)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _print_table(rows: list[Row], repeat: int) -> None:
+    print(f"\n512x512 int16 CT slices → 8-bit PNG, median of {repeat} run(s), start-up included\n")
+    head = ("tool", "files", "seconds", "files/s", "main ms/file", "main MB", "worker MB")
+    print("| {:<34} | {:>6} | {:>8} | {:>8} | {:>12} | {:>7} | {:>9} |".format(*head))
+    print("|" + "|".join("-" * (w + 2) for w in (34, 6, 8, 8, 12, 7, 9)) + "|")
+    for row in rows:
+        seconds = row.median("seconds") or 0.0
+        cpu, rss, wrss = row.median("cpu"), row.median("rss_kb"), row.median("worker_rss_kb")
         print(
-            f"| {name:<30} | {files:>5} | {seconds:>8.2f} | {files / seconds:>8.0f} | {ratio:>8} |"
+            "| {:<34} | {:>6} | {:>8.2f} | {:>8.0f} | {:>12} | {:>7} | {:>9} |".format(
+                row.name,
+                row.files,
+                seconds,
+                row.files / seconds,
+                f"{cpu * 1000 / row.files:.3f}" if cpu is not None else "",
+                f"{rss / 1024:.0f}" if rss is not None else "",
+                f"{wrss / 1024:.0f}" if wrss else "",
+            )
         )
-    print("\n'vs ours': seconds per file relative to the first row (higher = slower than ours)")
+    print("\nmain ms/file: CPU of the main process (start-up included) per file")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from .. import errors
-from . import codecs, limits
+from . import codecs, limits, native
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def read_dataset(
     """
     source: IO[bytes] | str | os.PathLike[str]
     in_memory = isinstance(path, bytes)
+    part10_plain = False  # a Part 10 file whose File Meta names a syntax other than deflate
     try:
         if isinstance(path, bytes):
             part10, size = path[128:132] == b"DICM", len(path)
@@ -98,6 +99,11 @@ def read_dataset(
             size = path.seek(0, os.SEEK_END) - start
             path.seek(start)
             source = path
+        elif not stop_before_pixels and (whole := _read_small(path)) is not None:  # one read
+            part10, size, in_memory = whole[128:132] == b"DICM", len(whole), True
+            source = io.BytesIO(whole)
+            if part10 and not _maybe_deflated(whole):
+                part10_plain = True
         else:
             part10, size = has_dicm_prefix(path), None
             source = path
@@ -110,7 +116,7 @@ def read_dataset(
             raise errors.NotDicomError("not a DICOM file")
         if not part10 and not _plausible_raw_start(source):
             raise errors.NotDicomError("not a DICOM file")
-        ds = _read_deflated(source, stop_before_pixels) if part10 else None
+        ds = _read_deflated(source, stop_before_pixels) if part10 and not part10_plain else None
         if ds is None:
             ds = pydicom.dcmread(
                 source,
@@ -130,7 +136,25 @@ def read_dataset(
         raise errors.NotDicomError("not a DICOM file") from None
     if not part10 and not any(tag.group in (0x0008, 0x0020, 0x0028) for tag in ds.keys()):  # noqa: SIM118
         raise errors.NotDicomError("not a DICOM file")
+    if in_memory and isinstance(path, (str, os.PathLike)):
+        ds.filename = os.fspath(path)  # as pydicom names a dataset read from its path
+        ds.fileobj_type = open
     return ds
+
+
+def _read_small(path: str | os.PathLike[str]) -> bytes | None:
+    """The whole file if it is at most `native.WHOLE_READ_LIMIT` bytes (one open, one read),
+    else None. OSError propagates: a file that cannot be read is an error, not "not DICOM"."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size > native.WHOLE_READ_LIMIT:
+            return None
+        return f.read()
+
+
+def _maybe_deflated(data: bytes) -> bool:
+    """False only when the File Meta plainly names another syntax than Deflated Explicit VR
+    Little Endian (then `_read_deflated` need not parse the meta a second time)."""
+    return native.meta_transfer_syntax(data) in (None, pydicom.uid.DeflatedExplicitVRLittleEndian)
 
 
 #: Groups a dataset without preamble may start with (little or big endian): file meta, the
@@ -338,6 +362,11 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
         relabelled = _relabelled(ds, ts)
         if relabelled is not None:
             ds, ts = relabelled
+        elif native.whole_native(ds, ts):  # the common case: the frame's bytes, by offset
+            check_limits(ds)
+            lean = native.native_frame(ds, ts, frame_index)
+            if lean is not None:
+                return lean
         elif _native_truncation(ds) is not None:
             return _truncated_native_frame(ds, frame_index)
     plugins = plugin_order(ts, bits_allocated)
@@ -464,6 +493,9 @@ def _native_truncation(ds: Dataset) -> tuple[int, int, int] | None:
     result = None
     try:
         ts = transfer_syntax(ds)
+        if native.whole_native(ds, ts):  # exactly the described length: nothing missing
+            cache["truncation"] = None
+            return None
         element = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
         value = getattr(element, "value", None)
         if element is not None and not ts.is_encapsulated and isinstance(value, bytes):

@@ -54,7 +54,7 @@ from .work import (
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 8  # files per task: amortises pickling and scheduling, keeps progress smooth
+CHUNK_SIZE = 32  # files per task: amortises pickling, scheduling and result glue
 SERIES_SEQ = 1 << 40  # series outputs come after every input in the manifest
 
 __all__ = [
@@ -270,7 +270,10 @@ def convert(
                         result.seq,
                         result.status,
                         result.rows,
-                        sources.fingerprint(item.ref),
+                        result.fingerprint
+                        if result.written is not None  # taken in the worker
+                        else sources.fingerprint(item.ref),
+                        written=result.written,
                     )
                     done(result)
             if slices:

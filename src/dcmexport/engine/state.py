@@ -134,14 +134,18 @@ class RunState:
         status: Status | str,
         rows: list[ManifestRow],
         fingerprint: tuple[int, int] | None,
+        *,
+        written: dict[str, tuple[int, int] | None] | None = None,
     ) -> None:
         """Remember what this run did with `source`; remove outputs it no longer makes.
 
         An earlier run with other options may have written files this one does not (PNG then
         JPEG, other frames): they are deleted if they are still exactly as written then.
+        `written` is each output's (size, mtime_ns) if the worker took it (else stat here).
         """
         size, mtime_ns = fingerprint or (None, None)
-        written = {r.output: self._output_stat(r.output) for r in rows if r.output}
+        if written is None:
+            written = {r.output: self._output_stat(r.output) for r in rows if r.output}
         if self._has_history:
             self._remove_orphans(display_path(source), written)
         self._db.execute(

@@ -80,6 +80,10 @@ class FileResult:
     detail: str = ""
     seq: int = 0
     up_to_date: bool = False
+    #: taken in the worker, so the main process stats nothing per file (`RunState.record`):
+    #: the input's fingerprint before it was read, and (size, mtime_ns) of each output
+    fingerprint: tuple[int, int] | None = None
+    written: dict[str, tuple[int, int] | None] | None = None
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -164,10 +168,13 @@ def convert_one(
     written, and the result names it by its pseudonymous id only.
     """
     store = LocalStore(out_root) if isinstance(out_root, (str, os.PathLike)) else out_root
+    fingerprint = sources.fingerprint(item.ref)  # before the read: a later change redoes it
     with limits.applied(options.limits):
         result = part_failed(
             guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store, deid))
         )
+    result.fingerprint = fingerprint
+    result.written = {r.output: store.stat(r.output) for r in result.rows if r.output}
     return redacted(result, item.ref) if options.anonymize else result
 
 

@@ -23,8 +23,17 @@ except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps PNGs 
     _MAX_LEVEL = 9
 
 
-def _compress(data: bytes, level: int) -> bytes:
-    """A zlib stream of `data`: ISA-L's raw deflate framed with stdlib zlib's Adler-32.
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOUR_TYPE = {1: 0, 3: 2}  # samples per pixel -> PNG colour type (grey, truecolour)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _idat(data: bytes, level: int) -> list[bytes]:
+    """The IDAT chunk of `data` (a zlib stream of it) as parts to join, the deflate body never
+    copied: ISA-L's raw deflate framed with stdlib zlib's Adler-32.
 
     Why not ISA-L's own zlib framing: under load, a Dask run and a local run once wrote the
     same deflate stream with different Adler-32 trailers (so one PNG failed its zlib check);
@@ -33,18 +42,13 @@ def _compress(data: bytes, level: int) -> bytes:
     level 0, ``78 5e`` above), so outputs stay byte-identical.
     """
     if _isal_compress is None:
-        return zlib.compress(data, level)
+        return [_chunk(b"IDAT", zlib.compress(data, level))]
     body = _isal_compress(data, level, wbits=-15)
     header = b"\x78\x01" if level == 0 else b"\x78\x5e"
-    return header + body + zlib.adler32(data).to_bytes(4, "big")
-
-
-_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_COLOUR_TYPE = {1: 0, 3: 2}  # samples per pixel -> PNG colour type (grey, truecolour)
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    trailer = zlib.adler32(data).to_bytes(4, "big")
+    crc = zlib.crc32(trailer, zlib.crc32(body, zlib.crc32(header, zlib.crc32(b"IDAT"))))
+    length = struct.pack(">I", len(header) + len(body) + len(trailer))
+    return [length, b"IDAT", header, body, trailer, struct.pack(">I", crc)]
 
 
 def _up_filtered(rows: np.ndarray) -> bytes:
@@ -74,5 +78,8 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
     rows = np.ascontiguousarray(image).view(np.uint8).reshape(height, -1)
     bit_depth = 8 * image.dtype.itemsize
     header = struct.pack(">IIBBBBB", width, height, bit_depth, _COLOUR_TYPE[samples], 0, 0, 0)
-    idat = _compress(_up_filtered(rows), min(level, _MAX_LEVEL))
-    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    idat = _idat(_up_filtered(rows), min(level, _MAX_LEVEL))
+    return b"".join([_SIGNATURE, _chunk(b"IHDR", header), *idat, _IEND])
+
+
+_IEND = _chunk(b"IEND", b"")

@@ -12,9 +12,10 @@ from ..dicom import decoding
 from ..errors import NoPixelDataError, UsageError
 from ..manifest import Kind, ManifestRow
 from ..options import ConvertOptions, FrameKind, FrameSelection, StillFormat
+from ..render import fastpath
 from ..render.frame import render_decoded
 from ..render.overlays import describe_overlays
-from ..render.pipeline import Rendered, modality_rescale
+from ..render.pipeline import Rendered
 from ..store import Store
 from .base import Instance, Level, Target
 from .encoders import encode_still
@@ -124,5 +125,7 @@ def _still_row(
         note="; ".join(n for n in (instance.note, describe_overlays(rendered.overlay_groups)) if n),
     )
     if rendered.raw_offset is not None or _grey(instance):  # modality values recoverable
-        row.rescale_slope, row.rescale_intercept = modality_rescale(instance.ds, (frame or 1) - 1)
+        row.rescale_slope, row.rescale_intercept = fastpath.modality_rescale(
+            instance.ds, (frame or 1) - 1, instance.desc
+        )
     return row

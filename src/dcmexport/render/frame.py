@@ -12,12 +12,12 @@ from pydicom.dataset import Dataset
 from ..dicom import decoding
 from ..errors import NoPixelDataError, PixelDataError, UsageError
 from ..options import WindowSpec, parse_window
+from . import fastpath
 from . import overlays as ov
 from . import pixels as px
 from .pipeline import (
     PixelDescription,
     Rendered,
-    frame_transforms,
     lut_words,
     render_colour,
     render_raw,
@@ -34,7 +34,7 @@ def check_renderable(ds: Dataset) -> PixelDescription:
         raise PixelDataError(private)
     if keyword is None:
         raise NoPixelDataError(decoding.describe_missing_pixels(ds))
-    return PixelDescription.from_dataset(ds)
+    return fastpath.pixel_description(ds)
 
 
 def _private_pixels(ds: Dataset) -> str | None:
@@ -125,15 +125,15 @@ def render_decoded(
         if raw:
             return Rendered(decoded.astype(np.float32), voi="raw float32", raw_offset=0)
         values = np.nan_to_num(decoded.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        return render_stored(values, frame_transforms(ds, frame_index, desc), window, bits, voi)
+        return render_stored(values, fastpath.transforms(ds, frame_index, desc), window, bits, voi)
     stored = stored_values(decoded, desc)
     if raw:
         return render_raw(stored, desc, bits)
     if desc.bits_stored == 1 and voi is None:  # segmentations: 0/255, as DCMTK shows them
-        t = frame_transforms(ds, frame_index, desc)
+        t = fastpath.transforms(ds, frame_index, desc)
         if select_voi(window, list(t.windows), list(t.voi_luts)) is None:
             voi = Window(0.5, 1.0, VoiLutFunction.LINEAR, "1-bit", span=(0.0, 1.0))
-    rendered = render_stored(stored, frame_transforms(ds, frame_index, desc), window, bits, voi)
+    rendered = render_stored(stored, fastpath.transforms(ds, frame_index, desc), window, bits, voi)
     return _with_overlays(rendered, decoded, ds, frame_index) if overlays else rendered
 
 

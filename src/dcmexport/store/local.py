@@ -105,6 +105,8 @@ class LocalStore:
         self._state_dir = Path(state_dir) if state_dir is not None else None
         self._resolved_root: Path | None = None
         self._folders: dict[str, Path] = {}
+        self._relative: dict[str, str] = {}  # checked folder -> its manifest prefix
+        self._temp: Path | None = None
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -117,6 +119,8 @@ class LocalStore:
         self._state_dir = None
         self._resolved_root = None
         self._folders = {}
+        self._relative = {}
+        self._temp = None
 
     @property
     def location(self) -> str:
@@ -150,7 +154,9 @@ class LocalStore:
         clear_own_temp(self.temp_dir)
 
     def _tmp(self) -> Path | None:
-        return self.temp_dir if self.temp_dir.is_dir() else None
+        if self._temp is None:  # looked up until found: the run makes it once, at its start
+            self._temp = self.temp_dir if self.temp_dir.is_dir() else None
+        return self._temp
 
     def path(self, rel: PurePosixPath | str) -> Path:
         """The local path of `rel`, refused if it would resolve outside OUT."""
@@ -178,7 +184,10 @@ class LocalStore:
             raise OutsideOutputError(f"refusing to write outside the output folder: {rel_folder}")
         if len(self._folders) >= _MAX_CHECKED_FOLDERS:
             self._folders.clear()
+            self._relative.clear()
         self._folders[rel_folder] = resolved
+        prefix = os.path.relpath(resolved, root).replace(os.sep, "/")
+        self._relative[rel_folder] = "" if prefix == "." else prefix + "/"
         return resolved
 
     def put(self, rel: PurePosixPath | str, data: bytes) -> str:
@@ -210,7 +219,7 @@ class LocalStore:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        return os.path.relpath(target, self._root()).replace(os.sep, "/")
+        return self._relative[str(rel.parent)] + rel.name  # as os.path.relpath(target, root)
 
     @contextlib.contextmanager
     def open_atomic(self, rel: PurePosixPath | str) -> Iterator[Path]:
