@@ -29,6 +29,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from ..errors import ColourVolumeError, VolumeError
+from .values import first_item as _item
+from .values import functional_group as _group
 
 #: Direction cosines closer than this (per component) are one orientation.
 ORIENTATION_TOLERANCE = 1e-4
@@ -215,21 +217,6 @@ def _text(value: Any) -> str | None:
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return "\\".join(str(v) for v in value)
     return str(value).strip() or None
-
-
-def _item(owner: Dataset | None, keyword: str) -> Dataset | None:
-    seq = owner.get(keyword) if owner is not None else None
-    return seq[0] if seq else None
-
-
-def _group(ds: Dataset, frame_index: int, keyword: str) -> Dataset | None:
-    """A functional group macro for one frame: per-frame overrides shared (PS3.3 C.7.6.16)."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame and frame_index < len(per_frame):
-        found = _item(per_frame[frame_index], keyword)
-        if found is not None:
-            return found
-    return _item(_item(ds, "SharedFunctionalGroupsSequence"), keyword)
 
 
 def rescale_of(source: Dataset, sop_class_uid: str = "") -> tuple[float, float]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+from pydicom.dataset import Dataset
+
 _LEADING_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -19,3 +21,20 @@ def decimal_value(value: object) -> float | None:
             return None
         number = float(match.group(0))
     return number if math.isfinite(number) else None
+
+
+def first_item(owner: Dataset | None, keyword: str) -> Dataset | None:
+    """Item 1 of the sequence `keyword` of `owner`, or None."""
+    seq = owner.get(keyword) if owner is not None else None
+    return seq[0] if seq else None
+
+
+def functional_group(ds: Dataset, frame_index: int, keyword: str) -> Dataset | None:
+    """The frame's item of a functional group macro: per-frame overrides shared (PS3.3
+    C.7.6.16); None when neither has it."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame and frame_index < len(per_frame):
+        found = first_item(per_frame[frame_index], keyword)
+        if found is not None:
+            return found
+    return first_item(first_item(ds, "SharedFunctionalGroupsSequence"), keyword)

@@ -33,6 +33,7 @@ from ..naming import Layout, NameRegistry, sanitize_component
 from ..options import ConvertOptions
 from ..sources import InputRef
 from ..store import atomic_path, write_atomic
+from .plan import claim_names
 from .work import WorkItem
 
 #: The ``--map`` row kind that relinks an input's path to its pseudonymous id.
@@ -131,14 +132,8 @@ def plan_deidentified(
             wanted, frame_wanted = _layout_bases(clean, layout, options, seq, sop)
         else:
             wanted = PurePosixPath(*(_uid_part(header, k, deid) for k in _NAME_UIDS))
-        base, note = registry.claim(wanted)
-        frame_bases = []
-        for number, frame_base in frame_wanted:
-            claimed, frame_note = registry.claim(frame_base)
-            frame_bases.append((number, str(claimed)))
-            if frame_note:
-                note = "; ".join(n for n in (note, frame_note) if n)
-        yield WorkItem(source, ref, str(base), note, seq, tuple(frame_bases), state_key)
+        claimed, note, frame_bases = claim_names(registry, wanted, frame_wanted)
+        yield WorkItem(source, ref, claimed, note, seq, frame_bases, state_key)
 
 
 def _layout_bases(

@@ -60,14 +60,25 @@ def plan(
         if wanted is None:
             # foreign names (archive members, object keys) are made safe; local ones kept
             wanted = _member_base(ref) if ref.member_parts else mirror_base(found_ref.trusted_parts)
-        base, note = registry.claim(wanted)
-        frame_bases = []
-        for number, frame_base in frame_wanted:
-            claimed, frame_note = registry.claim(frame_base)
-            frame_bases.append((number, str(claimed)))
-            if frame_note:
-                note = "; ".join(n for n in (note, frame_note) if n)
-        yield WorkItem(found_ref.source, ref, str(base), note, seq, tuple(frame_bases))
+        base, note, frame_bases = claim_names(registry, wanted, frame_wanted)
+        yield WorkItem(found_ref.source, ref, base, note, seq, frame_bases)
+
+
+def claim_names(
+    registry: NameRegistry,
+    wanted: PurePosixPath,
+    frame_wanted: list[tuple[int, PurePosixPath]],
+) -> tuple[str, str, tuple[tuple[int, str], ...]]:
+    """Claim an input's base and its ``{frame}`` stills' bases: (base, manifest note, frame
+    bases). Every planner (plain or de-identified) claims through here."""
+    base, note = registry.claim(wanted)
+    frame_bases = []
+    for number, frame_base in frame_wanted:
+        claimed, frame_note = registry.claim(frame_base)
+        frame_bases.append((number, str(claimed)))
+        if frame_note:
+            note = "; ".join(n for n in (note, frame_note) if n)
+    return str(base), note, tuple(frame_bases)
 
 
 def _member_base(ref: InputRef) -> PurePosixPath:

@@ -16,6 +16,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from ..dicom.values import decimal_value
+from ..dicom.values import first_item as _item
+from ..dicom.values import functional_group as _functional_group
 from ..errors import PixelDataError, UsageError
 from ..options import WindowSpec
 from . import pixels as px
@@ -154,21 +156,6 @@ def read_lut(item: Dataset, ds: Dataset, signed_input: bool) -> tuple[int, int, 
     if not 8 <= bits <= 16:
         bits = max(int(data.max()).bit_length(), 1)
     return first, bits, data & ((1 << bits) - 1)
-
-
-def _item(seq_owner: Dataset | None, keyword: str) -> Dataset | None:
-    seq = getattr(seq_owner, keyword, None) if seq_owner is not None else None
-    return seq[0] if seq else None
-
-
-def _functional_group(ds: Dataset, frame_index: int, keyword: str) -> Dataset | None:
-    """The frame's item of a functional group macro (per-frame overrides shared), PS3.3 C.7.6.16."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame and frame_index < len(per_frame):
-        found = _item(per_frame[frame_index], keyword)
-        if found is not None:
-            return found
-    return _item(_item(ds, "SharedFunctionalGroupsSequence"), keyword)
 
 
 def _padding(ds: Dataset, desc: PixelDescription) -> tuple[int, int | None] | None:
