@@ -268,6 +268,7 @@ def test_info_on_a_hostile_file_is_one_line(tmp_path: Path, capsys) -> None:
     [
         ("transfer_syntax_not_a_ts.dcm", "cannot be decoded"),
         ("unknown_vr_zz.dcm", "unknown value representation"),
+        ("bits_allocated_32768.dcm", "pixel description is invalid"),
     ],
 )
 def test_fuzz_crash_classes_have_plain_reasons(tmp_path: Path, name: str, expected: str) -> None:

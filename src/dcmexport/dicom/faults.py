@@ -37,6 +37,10 @@ def plain_reason(exc: BaseException) -> str:
         return "the file ends in the middle of a data element (truncated)"
     if "transfer syntax" in lowered and isinstance(exc, ValueError | NotImplementedError):
         return f"the file's Transfer Syntax UID is not a usable transfer syntax ({text})"
+    if isinstance(exc, ValueError | AttributeError) and (
+        text.startswith(("A (0028,", "Missing required element: (0028", "Unknown (0028,0004)"))
+    ):  # pydicom's check of the Image Pixel description before it decodes
+        return f"the image pixel description is invalid: {text}"
     if "unknown vr" in lowered or "unknown value representation" in lowered:
         return f"a data element has an unknown value representation ({text})"
     if isinstance(exc, struct.error | EOFError):
