@@ -34,6 +34,9 @@ from ..errors import LimitError, PixelDataError
 INFLATE_FLOOR = 64 * 2**20
 MAX_INFLATE_RATIO = 100
 _CHUNK = 2**20
+#: Bits Allocated a pixel cell can have: 1 (bitmaps), whole bytes up to 64, and the packed
+#: 12 of pre-3.0 ACR-NEMA files
+VALID_BITS_ALLOCATED = frozenset({1, 12, *range(8, 65, 8)})
 
 
 class LimitValues(Protocol):
@@ -128,6 +131,12 @@ def check_dataset(ds: Dataset, encapsulated: bool, *, video: bool = False) -> in
     rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
     samples = _int(ds, "SamplesPerPixel", 1)
     check_frame_pixels(rows, columns, samples)
+    bits = _int(ds, "BitsAllocated", 8)
+    if bits not in VALID_BITS_ALLOCATED and "PixelData" in ds:  # before a frame is sized by it
+        raise PixelDataError(
+            f"the image pixel description is invalid: Bits Allocated (0028,0100) is {bits}; "
+            "it must be 1 or a multiple of 8 up to 64 (12 in old ACR-NEMA files)"
+        )
     n_frames = _declared_frames(ds)
     check_frame_count(n_frames)
     if "PixelData" not in ds:
@@ -146,7 +155,6 @@ def check_dataset(ds: Dataset, encapsulated: bool, *, video: bool = False) -> in
                 )
         return n_frames
     length = len(value) if isinstance(value, (bytes, bytearray)) else getattr(element, "length", 0)
-    bits = _int(ds, "BitsAllocated", 8)
     frame_bits = rows * columns * max(samples, 1) * max(bits, 1)
     if frame_bits <= 0 or not isinstance(length, int) or length == 0xFFFFFFFF:
         return n_frames
