@@ -9,6 +9,7 @@ Every CLI run checks its exit code.
 from __future__ import annotations
 
 import csv
+import faulthandler
 import io
 import os
 import signal
@@ -174,6 +175,29 @@ def test_a_repeated_member_name_is_an_input_of_its_own(tmp_path: Path, kind: str
     ]
 
 
+def test_a_repeated_member_in_a_zip_object_is_an_input_of_its_own(tmp_path: Path) -> None:
+    fsspec = pytest.importorskip("fsspec")
+    from dcmexport.engine.batch import convert
+
+    ct = pydicom_file("CT_small.dcm").read_bytes()
+    mr = pydicom_file("MR_small.dcm").read_bytes()
+    buffer = io.BytesIO()
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        with zipfile.ZipFile(buffer, "w") as zf:
+            zf.writestr("x.dcm", ct)
+            zf.writestr("x.dcm", mr)
+    fsspec.filesystem("memory").pipe_file("/h3/a.zip", buffer.getvalue())
+    out = tmp_path / "out"
+    summary = convert(["memory://h3/"], out, jobs=1)
+    assert (summary.converted, summary.failed) == (2, 0)
+    rows = _manifest(out)
+    assert [(r["source"], r["output"]) for r in rows] == [
+        ("memory://h3/a.zip/x.dcm", "a/x.png"),
+        ("memory://h3/a.zip/x.dcm (copy 2)", "a/x_2.png"),
+    ]
+    assert np.asarray(Image.open(out / "a/x_2.png")).shape == (64, 64)  # the MR
+
+
 class _nothing:
     def __enter__(self) -> None:
         return None
@@ -196,6 +220,7 @@ def _faulty_convert(monkeypatch: pytest.MonkeyPatch) -> None:
         if item.source.endswith("hang.dcm"):
             time.sleep(120)
         if item.source.endswith("crash.dcm"):
+            faulthandler.disable()  # pytest's dump of the worker's stack: noise here
             os.kill(os.getpid(), signal.SIGSEGV)
         return convert(item, *args)
 
