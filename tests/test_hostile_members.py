@@ -8,6 +8,7 @@ Every CLI run checks its exit code.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import faulthandler
 import io
@@ -147,7 +148,11 @@ def test_a_repeated_member_name_is_an_input_of_its_own(tmp_path: Path, kind: str
     ct = pydicom_file("CT_small.dcm").read_bytes()  # 128 x 128
     mr = pydicom_file("MR_small.dcm").read_bytes()  # 64 x 64
     build = _zip if kind == "zip" else _tgz
-    with pytest.warns(UserWarning, match="Duplicate name") if kind == "zip" else _nothing():
+    with (
+        pytest.warns(UserWarning, match="Duplicate name")
+        if kind == "zip"
+        else contextlib.nullcontext()
+    ):
         archive = build(tmp_path / f"a.{kind}", [("x.dcm", ct), ("x.dcm", mr)])
     out = tmp_path / "out"
     assert main(["convert", str(archive), "-o", str(out), "-q"]) == 0
@@ -182,10 +187,9 @@ def test_a_repeated_member_in_a_zip_object_is_an_input_of_its_own(tmp_path: Path
     ct = pydicom_file("CT_small.dcm").read_bytes()
     mr = pydicom_file("MR_small.dcm").read_bytes()
     buffer = io.BytesIO()
-    with pytest.warns(UserWarning, match="Duplicate name"):
-        with zipfile.ZipFile(buffer, "w") as zf:
-            zf.writestr("x.dcm", ct)
-            zf.writestr("x.dcm", mr)
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("x.dcm", ct)
+        zf.writestr("x.dcm", mr)
     fsspec.filesystem("memory").pipe_file("/h3/a.zip", buffer.getvalue())
     out = tmp_path / "out"
     summary = convert(["memory://h3/"], out, jobs=1)
@@ -196,14 +200,6 @@ def test_a_repeated_member_in_a_zip_object_is_an_input_of_its_own(tmp_path: Path
         ("memory://h3/a.zip/x.dcm (copy 2)", "a/x_2.png"),
     ]
     assert np.asarray(Image.open(out / "a/x_2.png")).shape == (64, 64)  # the MR
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
 
 
 # --- -j 1 in one guarded worker -------------------------------------------------------------
