@@ -12,6 +12,9 @@ medians are printed, with files/s and the ratio to the first row.
 
     python benchmarks/throughput.py --sizes 300,3000 --repeat 3 --keep /tmp/bench \
         --compare /tmp/main/src
+
+`--j1-only --in-process` compares ``-j 1`` in one worker process (the default) with ``-j 1``
+in the dcmexport process itself.
 """
 
 from __future__ import annotations
@@ -101,6 +104,13 @@ def main() -> int:
     parser.add_argument("--compare", type=Path, help="another source tree's src/ to run too")
     parser.add_argument("--no-j1", action="store_true", help="skip the -j 1 rows")
     parser.add_argument("--no-baselines", action="store_true", help="skip dcm2pnm and the script")
+    parser.add_argument("--j1-only", action="store_true", help="only the -j 1 rows")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="also -j 1 in the dcmexport process itself (DCMEXPORT_IN_PROCESS=1) beside the "
+        "default -j 1 in one worker process",
+    )
     args = parser.parse_args()
 
     from dcmexport.engine.executor import default_jobs
@@ -113,9 +123,13 @@ def main() -> int:
     here = Path(__file__).resolve().parents[1] / "src"
     trees = [("", here)] + ([(" (compare)", args.compare.resolve())] if args.compare else [])
 
-    def ours(folder: Path, jobs: int, src: Path) -> Callable[[], dict[str, float]]:
+    def ours(
+        folder: Path, jobs: int, src: Path, in_process: bool = False
+    ) -> Callable[[], dict[str, float]]:
         def run() -> dict[str, float]:
             env = {**os.environ, "PYTHONPATH": str(src)}
+            if in_process:
+                env["DCMEXPORT_IN_PROCESS"] = "1"
             cmd = [sys.executable, "-c", MEASURED_CLI, "convert", str(folder), "-q"]
             done = subprocess.run(
                 [*cmd, "-o", str(_fresh(out)), "-j", str(jobs)],
@@ -149,9 +163,13 @@ def main() -> int:
     rows: list[Row] = []
     for n in sizes:
         for label, src in trees:
-            rows.append(Row(f"dcmexport -j {cores}{label}", n, ours(series[n], cores, src)))
+            if not args.j1_only:
+                rows.append(Row(f"dcmexport -j {cores}{label}", n, ours(series[n], cores, src)))
             if not args.no_j1 and n <= 3000:
                 rows.append(Row(f"dcmexport -j 1{label}", n, ours(series[n], 1, src)))
+                if args.in_process:
+                    in_process = ours(series[n], 1, src, in_process=True)
+                    rows.append(Row(f"dcmexport -j 1 in-process{label}", n, in_process))
         if n == sizes[0] and not args.no_baselines:
             if shutil.which("dcm2pnm"):
                 rows.append(Row("dcm2pnm loop (DCMTK)", n, dcm2pnm_loop(series[n])))

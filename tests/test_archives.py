@@ -129,14 +129,16 @@ EXPECTED_PROBLEMS = {
 
 
 def check_members(members: list[Member], ct: bytes, mr: bytes, *, tar: bool) -> None:
-    by_name = {m.name: m for m in members if not m.problem}
+    by_name = {m.name: m for m in members if not m.problem and m.copy == 1}
     assert list(by_name) == ["study/CT_small.dcm", "study/MR_small.dcm"]
     problems = {m.name: m.problem for m in members if m.problem}
     for name, reason in EXPECTED_PROBLEMS.items():
         assert reason in problems[name], name
     assert all(m.data is None for m in members if m.problem)
-    repeated = [m for m in members if m.problem and m.name == "study/CT_small.dcm"]
-    assert len(repeated) == 1 and "repeated" in repeated[0].problem
+    # a repeated name is a member of its own (copy 2), never dropped
+    repeated = [m for m in members if m.name == "study/CT_small.dcm"]
+    assert [(m.copy, m.problem) for m in repeated] == [(1, ""), (2, "")]
+    assert repeated[1].data == (mr if tar else None)
     if tar:
         assert by_name["study/CT_small.dcm"].data == ct
         assert by_name["study/MR_small.dcm"].data == mr
@@ -177,6 +179,7 @@ def test_zip_members(tmp_path: Path, ct: bytes, mr: bytes) -> None:
     members = list(iter_members(archive))
     check_members(members, ct, mr, tar=False)
     assert read_member(archive, "study/CT_small.dcm") == ct  # the first of the repeated names
+    assert read_member(archive, "study/CT_small.dcm", copy=2) == mr  # and the second
     assert read_member(archive, "study/MR_small.dcm") == mr  # stored as ./study\MR_small.dcm
     assert snapshot(tmp_path) == before
 
@@ -202,6 +205,7 @@ def test_names_only_pass(tmp_path: Path, ct: bytes, mr: bytes) -> None:
 def test_read_member_from_tar(tmp_path: Path, ct: bytes, mr: bytes) -> None:
     archive = build_tar(tmp_path / "in.tar.gz", ct, mr, "w:gz")
     assert read_member(archive, "study/MR_small.dcm") == mr
+    assert read_member(archive, "study/CT_small.dcm", copy=2) == mr  # a repeated name
     for name in ("link_passwd", "missing.dcm"):
         with pytest.raises(InputReadError):
             read_member(archive, name)

@@ -538,6 +538,7 @@ class _Counted:
         from dcmexport.sources import dimse
 
         self.calls = 0
+        monkeypatch.setenv("DCMEXPORT_IN_PROCESS", "1")  # -j 1 counts here, not in a worker
         for module, name in ((dicomweb, "retrieve_instance"), (dimse, "get_kept")):
             monkeypatch.setattr(module, name, self._wrap(getattr(module, name)))
 

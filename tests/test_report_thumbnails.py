@@ -52,6 +52,7 @@ def test_convert_html_writes_thumbnails_and_decodes_each_frame_once(
         return decode_frame(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(decoding, "decode_frame", counting)
+    monkeypatch.setenv("DCMEXPORT_IN_PROCESS", "1")  # count here, not in a worker process
     out = tmp_path / "out"
     assert main(["convert", str(inputs), "-o", str(out), "--html", "-q", "-j", "1"]) == 0
     stills = _stills(out)

@@ -203,6 +203,7 @@ def test_a_killed_run_resumes(fs: Any, options: dict[str, Any], tmp_path: Path) 
     argv = ["convert", "s3://inbox/many/", "-o", "s3://outbox/killed/", "-j", "1", "-q"]
     argv += [*_cli_options(options), "--state-dir", str(state)]
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    env["DCMEXPORT_IN_PROCESS"] = "1"  # one input at a time, so the kill lands mid-way
     process = subprocess.Popen([sys.executable, "-m", "dcmexport", *argv], env=env)
     database = state / "state-v2.sqlite"
     done = 0

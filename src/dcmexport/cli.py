@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import traceback
@@ -70,13 +71,24 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
         "--jobs",
         type=int,
         metavar="N",
-        help="worker processes (default: all cores; 1 = work in this process)",
+        help="worker processes (default: all cores; 1 = one worker, guarded as any)",
     )
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
         help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (pip install 'dcmexport[dask]')",
     )
+
+
+#: set to 1 to run a ``-j 1`` run in the dcmexport process itself (debuggers, profilers):
+#: no --timeout then, and a crashing decoder ends the run
+IN_PROCESS_VARIABLE = "DCMEXPORT_IN_PROCESS"
+
+
+def _isolate() -> bool:
+    """Whether ``-j 1`` works in one worker process (the default: a hang or a crash costs one
+    input, as with more workers) rather than in this process (`IN_PROCESS_VARIABLE`)."""
+    return os.environ.get(IN_PROCESS_VARIABLE, "").strip() in ("", "0")
 
 
 #: the environment variable holding the de-identification key when --key is not given
@@ -203,6 +215,11 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="refuse an input of more frames (default: 2^20)",
     )
+    _add_inflate_and_timeout(p)
+
+
+def _add_inflate_and_timeout(p: argparse.ArgumentParser) -> None:
+    """The limits that also hold for header reads (convert, anonymize, index)."""
     p.add_argument(
         "--max-inflate",
         default=str(DEFAULT_MAX_INFLATE),
@@ -215,8 +232,8 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="with worker processes (-j 2 or more), stop an input that takes longer and "
-        "mark it failed (default: 300; 0 = no limit)",
+        help="stop an input that takes longer in its worker process and mark it failed "
+        "(default: 300; 0 = no limit)",
     )
 
 
@@ -482,6 +499,7 @@ def _index_parser(sub: argparse._SubParsersAction) -> None:
     )
     _add_storage(p)
     _add_execution(p)
+    _add_inflate_and_timeout(p)
     _add_verbosity(p)
     p.set_defaults(run=_run_index)
 
@@ -712,6 +730,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             map_path=args.map,
             storage_options=storage,
             state_dir=args.state_dir,
+            isolate=_isolate(),
         )
     finally:
         if reporter is not None:
@@ -793,6 +812,7 @@ def _run_anonymize(args: argparse.Namespace) -> int:
             reporter=reporter,
             storage_options=parse_storage_options(args.storage_option),
             state_dir=args.state_dir,
+            isolate=_isolate(),
         )
     finally:
         if reporter is not None:
@@ -940,7 +960,7 @@ def metadata_truncation(path: str, ds: object) -> str | None:
 
 def _run_index(args: argparse.Namespace) -> int:
     from .index import DEFAULT_COLUMNS, build_index, parse_columns
-    from .options import parse_storage_options
+    from .options import Limits, parse_storage_options
     from .progress import ConsoleReporter
 
     columns = parse_columns(args.columns) if args.columns else DEFAULT_COLUMNS
@@ -955,6 +975,9 @@ def _run_index(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             reporter=reporter,
             storage_options=parse_storage_options(args.storage_option),
+            limits=Limits(max_inflate=args.max_inflate),
+            timeout=args.timeout or None,
+            isolate=_isolate(),
         )
     finally:
         if reporter is not None:

@@ -181,14 +181,17 @@ def convert(
     timeout: float | None = DEFAULT_TIMEOUT,
     storage_options: dict[str, Any] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
+    isolate: bool = False,
     **option_values: Any,
 ) -> Summary:
     """Convert every DICOM image under `inputs` into `output`, and write its manifest.
 
     Pass ``options=ConvertOptions(...)`` or its fields as keywords (``format``, ``bits``,
     ``window``, ``raw``, ``frames``, ``quality``, ``overwrite``). `jobs` worker processes
-    (default: all cores; 1 = in-process) or a Dask `scheduler` address (``tcp://host:8786``).
-    A rerun skips inputs already converted with the same options unless ``overwrite=True``.
+    (default: all cores; 1 = in-process, or with `isolate` one worker process, so that
+    `timeout` and a crashing decoder cost one input) or a Dask `scheduler` address
+    (``tcp://host:8786``). A rerun skips inputs already converted with the same options
+    unless ``overwrite=True``.
 
     ``anonymize=True`` de-identifies every input (PS3.15 Annex E) with `deid` (its key,
     ``--keep``, ``--set``; a random key when None) before anything is written, names outputs
@@ -223,7 +226,7 @@ def convert(
         summary = Summary(output=store.location, manifest=store.location + MANIFEST_NAME)
     exclude: list[str | Path] = [out_root if out_root is not None else str(output)]
     with (
-        executor(n_jobs, scheduler, timeout) as pool,
+        executor(n_jobs, scheduler, timeout, isolate=isolate) as pool,
         _exclusive(store),
         limits.applied(opts.limits),
     ):
@@ -346,6 +349,7 @@ def anonymize(
     reporter: Reporter | None = None,
     storage_options: dict[str, Any] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
+    isolate: bool = False,
 ) -> Summary:
     """De-identified DICOM copies of every input under `output` (``dcmexport anonymize``):
     the batch of `convert` (workers, Dask, progress, resume, manifest) writing one
@@ -368,6 +372,7 @@ def anonymize(
         map_path=map_path,
         storage_options=storage_options,
         state_dir=state_dir,
+        isolate=isolate,
     )
 
 

@@ -100,6 +100,7 @@ def plan_deidentified(
     for seq, found_ref in enumerate(found):
         ref = found_ref.absolute()
         key = f"{ref.path}/{ref.member}" if ref.member else str(ref.path)
+        key += f"\x00{ref.copy}" if ref.copy > 1 else ""  # a later copy of a repeated member
         if key in seen:
             continue
         seen.add(key)

@@ -37,20 +37,27 @@ def default_jobs() -> int:
 
 @contextlib.contextmanager
 def executor(
-    jobs: int, scheduler: str | None, timeout: float | None = DEFAULT_TIMEOUT
+    jobs: int,
+    scheduler: str | None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    *,
+    isolate: bool = False,
 ) -> Iterator[cf.Executor | None]:
     """The executor for the run: None (in-process), a process pool, or a Dask cluster.
 
     The local pool (`pool.ResilientPool`) replaces a worker that dies and kills one that
-    spends more than `timeout` seconds on one input.
+    spends more than `timeout` seconds on one input. One job runs in this process, or with
+    `isolate` in one worker process of that pool, so that a hang or a crash costs one input
+    there too (the CLI's ``-j 1``: measured no slower, docs/notes/hostile3.md).
     """
     if scheduler:
         with _dask_executor(scheduler) as pool:
             yield pool
         return
-    if jobs <= 1:
+    if jobs <= 1 and not isolate:
         yield None
         return
+    jobs = max(jobs, 1)
     # fork starts workers in milliseconds with dcmexport already imported; spawn elsewhere
     pool = ResilientPool(jobs, timeout)
     try:

@@ -46,12 +46,13 @@ def plan(
     seen: set[str] = set()
     for seq, found_ref in enumerate(found):
         ref = found_ref.absolute()  # workers read absolute paths (a Dask worker's cwd differs)
-        key = ref.source  # a path, archive/member, or server instance URL
+        key = ref.key  # a path, archive/member (and which copy of it), or server instance URL
         if key in seen:  # the same file named twice (a folder and a file in it): once
             continue
         seen.add(key)
+        state_key = key if ref.copy > 1 else ""  # a later copy of a repeated archive member
         if ref.problem:
-            yield WorkItem(found_ref.source, ref, "", "", seq)
+            yield WorkItem(found_ref.source, ref, "", "", seq, state_key=state_key)
             continue
         frame_wanted: list[tuple[int, PurePosixPath]] = []
         wanted = None
@@ -61,7 +62,10 @@ def plan(
             # foreign names (archive members, object keys) are made safe; local ones kept
             wanted = _member_base(ref) if ref.member_parts else mirror_base(found_ref.trusted_parts)
         base, note, frame_bases = claim_names(registry, wanted, frame_wanted)
-        yield WorkItem(found_ref.source, ref, base, note, seq, frame_bases)
+        if ref.copy > 1:
+            repeated = f"copy {ref.copy} of a member name the archive repeats"
+            note = "; ".join(n for n in (repeated, note) if n)
+        yield WorkItem(found_ref.source, ref, base, note, seq, frame_bases, state_key)
 
 
 def claim_names(

@@ -17,10 +17,10 @@ Chunk functions must map a list of items to a list of per-item results (as `conv
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import contextlib
 import ctypes
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -194,6 +194,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@dataclasses.dataclass
+class _Entry:
+    """A chunk on its way through `resilient_map`: waiting to be submitted (no `future`, no
+    `results`), running (`future`), or done (`results`, maybe a failed item's)."""
+
+    chunk: list[Any]
+    deaths: int = 0  # worker deaths its (single) item was part of
+    task: int = 0
+    future: cf.Future[Any] | None = None
+    results: list[Any] | None = None
+
+
 def resilient_map(
     function: Callable[..., list[Any]],
     chunks: Iterable[list[Any]],
@@ -206,43 +218,57 @@ def resilient_map(
     """(chunk, results) as `executor.bounded_map` gives them; an item whose worker died twice
     or hung gets `failed(item, reason)` as its result instead.
 
-    Items retried alone may come after later chunks, even when `ordered`.
+    With `ordered`, everything comes in input order, also the items retried alone after a
+    worker died (they take the place of the chunk they came from).
     """
     source = iter(chunks)
     tasks = itertools.count(1)
-    #: chunks to submit again, with how many worker deaths their (single) item was part of
-    retries: collections.deque[tuple[list[Any], int]] = collections.deque()
-    pending: collections.OrderedDict[cf.Future[Any], tuple[int, list[Any], int]] = (
-        collections.OrderedDict()
-    )
+    queue: list[_Entry] = []  # in input order
     exhausted = False
     blind = 0  # restarts in a row without knowing which item was to blame
     while True:
-        while len(pending) < max_in_flight and (retries or not exhausted):
-            if retries:
-                chunk, deaths = retries.popleft()
-            else:
-                next_chunk = next(source, None)
-                if next_chunk is None:
-                    exhausted = True
-                    continue
-                chunk, deaths = next_chunk, 0
-            task = next(tasks)
-            pending[pool.submit_chunk(function, chunk, task, *args)] = (task, chunk, deaths)
-        if not pending:
+        running = sum(1 for e in queue if e.future is not None)
+        for entry in queue:  # resubmitted chunks and items first, in input order
+            if running >= max_in_flight:
+                break
+            if entry.future is None and entry.results is None:
+                entry.task = next(tasks)
+                entry.future = pool.submit_chunk(function, entry.chunk, entry.task, *args)
+                running += 1
+        waiting = any(e.future is None and e.results is None for e in queue)
+        while running < max_in_flight and not waiting and not exhausted:
+            chunk = next(source, None)
+            if chunk is None:
+                exhausted = True
+                break
+            entry = _Entry(chunk, task=next(tasks))
+            entry.future = pool.submit_chunk(function, chunk, entry.task, *args)
+            queue.append(entry)
+            running += 1
+        if not queue:
             return
-        waiting = [next(iter(pending))] if ordered else list(pending)
-        done, _ = cf.wait(waiting, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+        watched = queue[:1] if ordered else queue
+        futures = [e.future for e in watched if e.future is not None]
+        if futures:
+            cf.wait(futures, timeout=1.0, return_when=cf.FIRST_COMPLETED)
         broken = False
-        for future in done:
+        for entry in queue:
+            if entry.future is None or not entry.future.done():
+                continue
             try:
-                results = future.result()
+                entry.results = entry.future.result()
             except BrokenProcessPool:
                 broken = True
                 continue
-            _, chunk, _ = pending.pop(future)
+            entry.future = None
             blind = 0
-            yield chunk, results
+        while queue and queue[0].results is not None:  # in order (also when not `ordered`)
+            head = queue.pop(0)
+            yield head.chunk, head.results or []
+        if not ordered:
+            for entry in [e for e in queue if e.results is not None]:
+                queue.remove(entry)
+                yield entry.chunk, entry.results or []
         hung = {} if broken else pool.hung()
         if not broken and not hung:
             continue
@@ -256,21 +282,36 @@ def resilient_map(
             if blind > 3:
                 raise RuntimeError("worker processes keep dying before they start an input")
         log.warning("a worker %s: replacing the pool", "hung" if hung else "died")
-        unfinished = list(pending.values())
-        pending.clear()
         pool.restart()
-        for task, chunk, deaths in unfinished:
-            if not any(t == task for t, _ in (*timed_out, *dead)):
-                retries.append((chunk, deaths))
-                continue
-            for index, item in enumerate(chunk):
-                if (task, index) in timed_out:
-                    reason = f"timed out after {pool.timeout:g} s (raise it with --timeout)"
-                    yield [item], [failed(item, reason)]
-                elif (task, index) in dead and (deaths >= 2 or (deaths and len(dead) == 1)):
-                    yield [item], [failed(item, _DIED)]
-                else:
-                    retries.append(([item], deaths + ((task, index) in dead)))
+        queue = list(_after_restart(queue, timed_out, dead, pool.timeout, failed))
+
+
+def _after_restart(
+    queue: list[_Entry],
+    timed_out: set[tuple[int, int]],
+    dead: set[tuple[int, int]],
+    timeout: float | None,
+    failed: Callable[[Any, str], Any],
+) -> Iterator[_Entry]:
+    """The queue after the pool was replaced, in the same order: unfinished chunks to submit
+    again, the items of a chunk whose worker died or hung split off (retried alone, or
+    failed)."""
+    for entry in queue:
+        if entry.future is None:  # done, or not submitted yet
+            yield entry
+            continue
+        task, deaths = entry.task, entry.deaths
+        if not any(t == task for t, _ in (*timed_out, *dead)):
+            yield _Entry(entry.chunk, deaths)
+            continue
+        for index, item in enumerate(entry.chunk):
+            if (task, index) in timed_out:
+                reason = f"timed out after {timeout:g} s (raise it with --timeout)"
+                yield _Entry([item], results=[failed(item, reason)])
+            elif (task, index) in dead and (deaths >= 2 or (deaths and len(dead) == 1)):
+                yield _Entry([item], results=[failed(item, _DIED)])
+            else:
+                yield _Entry([item], deaths + ((task, index) in dead))
 
 
 _DIED = (

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import sources
+from ..dicom import limits as dicom_limits
 from ..engine.batch import Reporter
 from ..engine.executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, executor, worker_slots
+from ..engine.pool import DEFAULT_TIMEOUT
 from ..errors import UsageError
 from ..manifest import Status
 from ..naming import display_path
+from ..options import Limits
 from ..sources import InputRef, UrlRef
 from ..store import is_url
 from .columns import (
@@ -48,13 +51,21 @@ def _rows_in_order(
     """
     if pool is None:
         for ref in found:
-            yield read_header(ref if isinstance(ref, UrlRef) else str(ref.path), columns)
+            yield read_header(ref if _by_reference(ref) else str(ref.path), columns)
         return
     pairs = (_pair(ref) for ref in found)
     in_flight = jobs * IN_FLIGHT_PER_WORKER
     failed = functools.partial(_failed_row, columns)
     for _, rows in bounded_map(
-        _read, pairs, pool, in_flight, CHUNK_SIZE, columns, ordered=True, failed=failed
+        _read,
+        pairs,
+        pool,
+        in_flight,
+        CHUNK_SIZE,
+        columns,
+        dicom_limits.current(),
+        ordered=True,
+        failed=failed,
     ):
         yield from rows
 
@@ -66,16 +77,26 @@ def _failed_row(columns: tuple[str, ...], pair: tuple[str, str | InputRef], reas
     return row
 
 
+def _by_reference(ref: InputRef) -> bool:
+    """True if the worker reads `ref` through its source (an archive member, an object, a
+    reference the source refused), as `convert` does; a plain file travels as its path."""
+    return isinstance(ref, UrlRef) or bool(ref.member or ref.problem)
+
+
 def _pair(ref: InputRef) -> tuple[str, str | InputRef]:
-    """(the input as rows name it, what the worker reads: an absolute path or an object)."""
-    if isinstance(ref, UrlRef):
-        return ref.source, ref
+    """(the input as rows name it, what the worker reads: an absolute path or a reference)."""
+    if _by_reference(ref):
+        return display_path(ref.source), ref.absolute()
     return display_path(ref.path), os.path.abspath(ref.path)
 
 
-def _read(pairs: list[tuple[str, str | InputRef]], columns: tuple[str, ...]) -> list[Row]:
-    """Rows of a chunk of (path as found, absolute path): one executor task."""
-    rows = read_headers([absolute for _, absolute in pairs], columns)
+def _read(
+    pairs: list[tuple[str, str | InputRef]],
+    columns: tuple[str, ...],
+    limit_values: dicom_limits.LimitValues | None = None,
+) -> list[Row]:
+    """Rows of a chunk of (path as found, what to read): one executor task."""
+    rows = read_headers([absolute for _, absolute in pairs], columns, limit_values)
     for (shown, _), row in zip(pairs, rows, strict=True):
         row["path"] = shown
     return rows
@@ -89,9 +110,17 @@ def _index(
     exclude: Iterable[Path] = (),
     table: Path | None = None,
     storage_options: dict[str, Any] | None = None,
+    limit_values: Limits | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    isolate: bool = False,
 ) -> Iterator[Row]:
-    """The rows, made within the executor's lifetime (closing the generator ends both)."""
-    with executor(jobs, scheduler) as pool:
+    """The rows, made within the executor's lifetime (closing the generator ends both).
+
+    `limit_values` hold in discovery (tar members are checked there) and in the workers."""
+    with (
+        executor(jobs, scheduler, timeout, isolate=isolate) as pool,
+        dicom_limits.applied(limit_values or Limits()),
+    ):
         found: Iterable[InputRef] = sources.discover(inputs, exclude, storage_options)
         if table is not None:
             found = _not_the_table(found, table)
@@ -116,19 +145,35 @@ def index_rows(
     scheduler: str | None = None,
     exclude: Iterable[Path] = (),
     storage_options: dict[str, Any] | None = None,
+    limits: Limits | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    isolate: bool = False,
 ) -> Iterator[Row]:
     """One row per file under `inputs`, in discovery order, from header-only reads.
 
     Rows have the keys `instance_columns(columns)`. `jobs` worker processes (default: all
-    cores; 1 = in-process) or a Dask `scheduler` address (``tcp://host:8786``); `exclude`
-    folders are not searched. A missing input or an unknown column raises `UsageError` now,
-    before any file is read; a problem with one file becomes that file's row. Inputs may be
-    object-store URLs (read with fsspec `storage_options`, headers by range requests).
+    cores; 1 = in-process, or one worker process with `isolate`) or a Dask `scheduler`
+    address (``tcp://host:8786``); `exclude` folders are not searched. A missing input or an
+    unknown column raises `UsageError` now, before any file is read; a problem with one file
+    becomes that file's row. Archive members are rows of their own, read as `convert` reads
+    them (`limits`: ``--max-inflate``). Inputs may be object-store URLs (read with fsspec
+    `storage_options`, headers by range requests). In worker processes, a file taking more
+    than `timeout` seconds is failed.
     """
     paths = _inputs(inputs)
     names = instance_columns(columns)
     jobs = check_run(paths, jobs)
-    return _index(paths, names, jobs, scheduler, list(exclude), storage_options=storage_options)
+    return _index(
+        paths,
+        names,
+        jobs,
+        scheduler,
+        list(exclude),
+        storage_options=storage_options,
+        limit_values=limits,
+        timeout=timeout,
+        isolate=isolate,
+    )
 
 
 def _inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str | Path]:
@@ -212,13 +257,17 @@ def build_index(
     scheduler: str | None = None,
     reporter: Reporter | None = None,
     storage_options: dict[str, Any] | None = None,
+    limits: Limits | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    isolate: bool = False,
 ) -> IndexSummary:
     """Index every file under `inputs` into the table `output` (``.csv`` or ``.parquet``).
 
     All of ``dcmexport index`` in one call: checks every argument before reading a file,
     reads headers on `jobs` processes or a Dask `scheduler`, groups by series for
     ``level="series"``, writes the table atomically. `reporter` (as for `batch.convert`)
-    gets the number of files, then a `RowOutcome` per file.
+    gets the number of files, then a `RowOutcome` per file. `limits`, `timeout` and
+    `isolate` as for `index_rows`.
     """
     started = time.perf_counter()
     table, level = Path(output), _level(level)
@@ -235,7 +284,17 @@ def build_index(
         reporter.start(sum(1 for _ in _not_the_table(found, table)))
     summary = IndexSummary(table, level)
     rows = _counted(
-        _index(paths, read, n_jobs, scheduler, table=table, storage_options=storage_options),
+        _index(
+            paths,
+            read,
+            n_jobs,
+            scheduler,
+            table=table,
+            storage_options=storage_options,
+            limit_values=limits,
+            timeout=timeout,
+            isolate=isolate,
+        ),
         summary,
         reporter,
     )

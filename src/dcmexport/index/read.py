@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pydicom.dataset import Dataset
 
 from .. import sources
-from ..dicom import decoding
+from ..dicom import decoding, limits
 from ..dicom.faults import PASS_THROUGH, plain_reason
 from ..dicom.tags import tag_text
-from ..errors import DcmExportError, NotDicomError
+from ..errors import DcmExportError, InputReadError, NotDicomError
 from ..naming import display_path
-from ..sources import InputRef
+from ..sources import InputKind, InputRef
 from .columns import Column, Row, column_spec
 from .values import _dicom_values
 
@@ -38,13 +38,30 @@ def _truncation(ds: Dataset) -> str | None:
     return None
 
 
-def _read_values(path: str | InputRef, specs: Sequence[Column]) -> Row:
+def _opened(path: str | InputRef) -> str | bytes | InputRef:
+    """What the header is read from: a local path, an archive member's bytes (read through
+    its source, as `convert` reads it, limits included), or an object (read by range).
+
+    A reference the source refused (a hostile member, a broken archive, a DICOMDIR record
+    without its file) raises its reason, as it does in `convert`."""
+    if isinstance(path, str):
+        return path
+    if path.problem:
+        raise InputReadError(path.problem)
+    if path.kind is InputKind.URL:
+        return path
+    return sources.open_input(path)
+
+
+def _read_values(
+    path: str | InputRef, source: str | bytes | InputRef, specs: Sequence[Column]
+) -> Row:
     """The DICOM columns of one file; `NotDicomError` for an unusable header."""
-    if isinstance(path, InputRef):  # an object: a few range requests, never the whole
-        with sources.open_header(path) as header:
+    if isinstance(source, InputRef):  # an object: a few range requests, never the whole
+        with sources.open_header(source) as header:
             ds = decoding.read_dataset(header, stop_before_pixels=True)
     else:
-        ds = decoding.read_dataset(path, stop_before_pixels=True)
+        ds = decoding.read_dataset(source, stop_before_pixels=True)
     problem = _truncation(ds)
     if problem:
         raise NotDicomError(problem)
@@ -75,6 +92,8 @@ def _shown(path: str | InputRef) -> str:
 
 
 def _file_size(path: str | InputRef) -> int | None:
+    if isinstance(path, InputRef) and path.member:  # the archive's size is not the member's
+        return None
     if isinstance(path, InputRef):
         stamp = sources.fingerprint(path)
         return stamp[0] if stamp is not None else None
@@ -88,10 +107,13 @@ def read_header(path: str | InputRef, columns: Sequence[str]) -> Row:
     """The row of one file (a path, or an object-store input), with exactly the keys
     `columns`; never raises for the file."""
     row: Row = dict.fromkeys(columns)
+    size = None
     try:
         with warnings.catch_warnings():  # pydicom warns about every oddity it tolerates
             warnings.simplefilter("ignore")
-            values = _read_values(path, [column_spec(c) for c in columns])
+            source = _opened(path)
+            size = len(source) if isinstance(source, bytes) else None
+            values = _read_values(path, source, [column_spec(c) for c in columns])
         row.update((k, v) for k, v in values.items() if k in row)
         row["status"] = "ok"
     except PASS_THROUGH:
@@ -101,10 +123,19 @@ def read_header(path: str | InputRef, columns: Sequence[str]) -> Row:
         log.debug("%s: %s", _shown(path), row["error"])
     row["path"] = display_path(_shown(path))
     if "file_size" in row:
-        row["file_size"] = _file_size(path)
+        row["file_size"] = size if size is not None else _file_size(path)
     return row
 
 
-def read_headers(paths: Sequence[str | InputRef], columns: Sequence[str]) -> list[Row]:
-    """The rows of a chunk of files: the picklable unit of work for a process pool or Dask."""
-    return [read_header(path, columns) for path in paths]
+def read_headers(
+    paths: Sequence[str | InputRef],
+    columns: Sequence[str],
+    limit_values: limits.LimitValues | None = None,
+) -> list[Row]:
+    """The rows of a chunk of files: the picklable unit of work for a process pool or Dask.
+
+    `limit_values` (``--max-inflate`` ...) are applied in the worker, as `convert` does."""
+    if limit_values is None:
+        return [read_header(path, columns) for path in paths]
+    with limits.applied(limit_values):
+        return [read_header(path, columns) for path in paths]

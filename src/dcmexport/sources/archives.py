@@ -6,9 +6,12 @@ confirmed by content: a ``.zip`` that is not a zip is an ordinary (non-DICOM) fi
 Members are yielded in archive order. A hostile member is yielded with a `Member.problem` and
 no bytes, so it gets a manifest row but nothing is read or written for it: an absolute path,
 a ``..`` component (``\\`` counts as a separator, so ``..\\x`` is caught), a link, device or
-FIFO member (links are never followed), an encrypted or undecodable zip member, a repeated
-name (which copy a tool picks differs, so none is trusted after the first), and anything over
-`MAX_MEMBER_BYTES`.
+FIFO member (links are never followed), an encrypted or undecodable zip member, and anything
+over `MAX_MEMBER_BYTES`.
+
+A repeated name (zip and tar allow it; which copy an extracting tool keeps differs) is no
+reason to drop either copy: every member is an input of its own, told apart by `Member.copy`
+(1 for the first of a name, 2 for the next ...), so the manifest shows all of them.
 
 Zip bombs: a member's declared size must be within the limit, and it is read with that cap as
 well (Python's zip reader stops at the declared size and checks the CRC). Zip members whose data
@@ -21,6 +24,7 @@ members, whose random access means decompressing again from the start, carry the
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import itertools
@@ -62,13 +66,15 @@ class Member:
 
     `name` is the member's path made safe (relative, ``/``-separated, no ``.`` or empty
     parts), or the raw name when `problem` says why the member is refused. `data` holds the
-    bytes of an accepted tar member; zip members are read with `read_member`.
+    bytes of an accepted tar member; zip members are read with `read_member`. `copy` counts
+    the members of this name so far (1 for the first; an archive may repeat a name).
     """
 
     name: str
     size: int
     problem: str = ""
     data: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    copy: int = 1
 
 
 def archive_kind(path: str | os.PathLike[str]) -> Literal["zip", "tar"] | None:
@@ -144,16 +150,20 @@ def iter_members(
 
 
 def read_member(
-    archive: str | os.PathLike[str], name: str, max_member_bytes: int = MAX_MEMBER_BYTES
+    archive: str | os.PathLike[str],
+    name: str,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    copy: int = 1,
 ) -> bytes:
-    """The bytes of member `name` (as `Member.name` gives it); `InputReadError` otherwise.
+    """The bytes of member `name` (as `Member.name` gives it; the `copy`-th of that name);
+    `InputReadError` otherwise.
 
     For zip this is random access; the archive stays open per process (keyed by path,
     modification time and process id, so forked workers never share a file offset). For tar
     it scans from the start: use `Member.data` instead where possible.
     """
     if archive_kind(archive) != "zip":
-        for member in _tar_members(archive, max_member_bytes, only=name):
+        for member in _tar_members(archive, max_member_bytes, only=(name, copy)):
             if member.problem:
                 raise InputReadError(f"archive member {name}: {member.problem}")
             assert member.data is not None
@@ -162,7 +172,7 @@ def read_member(
     try:
         st = os.stat(archive)
         zf, index = _open_zip(os.path.abspath(archive), st.st_mtime_ns, st.st_size, os.getpid())
-        entry = index.get(name)
+        entry = index.get((name, copy))
         if entry is None:
             raise InputReadError(f"no member {name} in the archive")
         info, member = entry
@@ -180,13 +190,15 @@ def read_member(
 @functools.lru_cache(maxsize=4)
 def _open_zip(
     path: str, mtime_ns: int, size: int, pid: int
-) -> tuple[zipfile.ZipFile, dict[str, tuple[zipfile.ZipInfo, Member]]]:
-    """An open zip and its members by name (first occurrence), parsed once per process."""
+) -> tuple[zipfile.ZipFile, dict[tuple[str, int], tuple[zipfile.ZipInfo, Member]]]:
+    """An open zip and its members by (name, copy), parsed once per process."""
     zf = zipfile.ZipFile(path)
-    index: dict[str, tuple[zipfile.ZipInfo, Member]] = {}
-    for info, member in _zip_members(zf, MAX_MEMBER_BYTES):
-        index.setdefault(member.name, (info, member))
-    return zf, index
+    return zf, zip_index(zf)
+
+
+def zip_index(zf: zipfile.ZipFile) -> dict[tuple[str, int], tuple[zipfile.ZipInfo, Member]]:
+    """A zip's members by (name, copy), in archive order."""
+    return {(m.name, m.copy): (info, m) for info, m in _zip_members(zf, MAX_MEMBER_BYTES)}
 
 
 def _zip_members(
@@ -194,7 +206,7 @@ def _zip_members(
 ) -> list[tuple[zipfile.ZipInfo, Member]]:
     infos = [info for info in zf.infolist() if not info.is_dir()]
     overlapping = _overlapping(infos)
-    seen: set[str] = set()
+    seen: collections.Counter[str] = collections.Counter()
     members = []
     for info in infos:
         name, problem = member_path(info.filename)
@@ -218,10 +230,8 @@ def _zip_members(
             problem = str(refusal).removeprefix("refused: ")
         elif id(info) in overlapping:
             problem = "member data overlaps another member (zip bomb?)"
-        elif name in seen:
-            problem = "repeated member name"
-        seen.add(name)
-        members.append((info, Member(name, info.file_size, problem)))
+        seen[name] += 1
+        members.append((info, Member(name, info.file_size, problem, copy=seen[name])))
     return members
 
 
@@ -242,24 +252,22 @@ def _overlapping(infos: list[zipfile.ZipInfo]) -> set[int]:
 def _tar_members(
     path: str | os.PathLike[str],
     max_member_bytes: int,
-    only: str | None = None,
+    only: tuple[str, int] | None = None,
     read_data: bool = True,
 ) -> Iterator[Member]:
-    """Tar members in stream mode: one pass, no seeking back (cheap for .tar.gz)."""
-    seen: set[str] = set()
+    """Tar members in stream mode: one pass, no seeking back (cheap for .tar.gz); with
+    `only`, just that (name, copy)."""
+    seen: collections.Counter[str] = collections.Counter()
     try:
         with tarfile.open(path, mode="r|*") as tf:
             for info in tf:
                 if info.isdir():
                     continue
                 name, problem = member_path(info.name)
-                if only is not None and name != only:
-                    seen.add(name)
+                seen[name] += 1
+                if only is not None and (name, seen[name]) != only:
                     continue
                 problem = problem or _tar_problem(info, max_member_bytes)
-                if not problem and name in seen:
-                    problem = "repeated member name"
-                seen.add(name)
                 data = None
                 # a large member is read later by the worker that converts it, not held here
                 carry = only is not None or info.size <= TAR_CARRY_BYTES
@@ -268,7 +276,7 @@ def _tar_members(
                     data = f.read(max_member_bytes + 1) if f is not None else b""
                     if len(data) > max_member_bytes:
                         problem, data = f"member larger than {max_member_bytes} bytes", None
-                yield Member(name, info.size, problem, data)
+                yield Member(name, info.size, problem, data, seen[name])
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise InputReadError(f"cannot read the tar archive ({_reason(exc)})") from None
 

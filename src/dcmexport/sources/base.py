@@ -32,7 +32,8 @@ class InputRef:
     was found under (None if given directly). `prefix` and `member_parts` say where it mirrors
     to: `prefix` are trusted local names (the archive's folder and stem), `member_parts` the
     member's own raw name parts, which naming sanitises. `data` holds a tar member's bytes;
-    `problem` makes it an error row without a read.
+    `problem` makes it an error row without a read. `copy` tells apart the members of an
+    archive that repeats a name (zip and tar allow it): 1 for the first, 2 for the next...
     """
 
     path: Path
@@ -46,6 +47,7 @@ class InputRef:
     #: configuration), and (Study, Series, SOP Instance, SOP Class UID)
     server: str = ""
     uids: tuple[str, ...] = ()
+    copy: int = 1
 
     @property
     def kind(self) -> InputKind:
@@ -60,7 +62,16 @@ class InputRef:
         if self.server:
             study, series, instance = (*self.uids, "", "", "")[:3]
             return f"{self.server}/studies/{study}/series/{series}/instances/{instance}"
-        return f"{self.path}/{self.member}" if self.member else str(self.path)
+        if self.member:
+            return f"{self.path}/{self.member}{copy_suffix(self.copy)}"
+        return str(self.path)
+
+    @property
+    def key(self) -> str:
+        """What tells this input from every other: its `source`, and for a later copy of a
+        repeated archive member also the copy's number after a NUL (no path holds one), so a
+        member really named ``a.dcm (copy 2)`` is never taken for the second ``a.dcm``."""
+        return f"{self.source}\x00{self.copy}" if self.copy > 1 else self.source
 
     @property
     def name(self) -> str:
@@ -86,6 +97,12 @@ class InputRef:
         if self.server:
             return self
         return dataclasses.replace(self, path=Path(os.path.abspath(self.path)))
+
+
+def copy_suffix(copy: int) -> str:
+    """How a source names a later member of a repeated name: `` (copy 2)``; nothing for
+    the first."""
+    return f" (copy {copy})" if copy > 1 else ""
 
 
 class Source(Protocol):

@@ -146,13 +146,17 @@ def _archive(path: Path, prefix: tuple[str, ...]) -> Iterator[InputRef]:
         members = listing if archives.archive_kind(path) == "zip" else archives.iter_members(path)
         for member in members:
             if member.problem:
-                yield InputRef(
-                    path, member=member.name, problem=f"archive member refused: {member.problem}"
-                )
+                problem = f"archive member refused: {member.problem}"
+                yield InputRef(path, member=member.name, problem=problem, copy=member.copy)
                 continue
             parts = tuple(member.name.split("/"))
             yield InputRef(
-                path, member=member.name, prefix=prefix, member_parts=parts, data=member.data
+                path,
+                member=member.name,
+                prefix=prefix,
+                member_parts=parts,
+                data=member.data,
+                copy=member.copy,
             )
     except DcmExportError as exc:
         yield InputRef(path, problem=str(exc))

@@ -36,7 +36,7 @@ class MemberSource:
     def open(self, ref: InputRef) -> bytes | str:
         if ref.data is not None:
             return ref.data
-        return archives.read_member(ref.path, ref.member)
+        return archives.read_member(ref.path, ref.member, copy=ref.copy)
 
     def fingerprint(self, ref: InputRef) -> tuple[int, int] | None:
         try:

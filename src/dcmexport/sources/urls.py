@@ -35,7 +35,7 @@ from typing import IO, Any
 from ..errors import InputReadError, NotDicomError, UsageError
 from ..store import filesystem, is_url, redact, version_stamp
 from . import archives
-from .base import InputKind, InputRef
+from .base import InputKind, InputRef, copy_suffix
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class UrlRef(InputRef):
 
     @property
     def source(self) -> str:
-        return f"{self.url}/{self.member}" if self.member else self.url
+        return f"{self.url}/{self.member}{copy_suffix(self.copy)}" if self.member else self.url
 
     @property
     def name(self) -> str:
@@ -184,23 +184,26 @@ def _zip_refs(ref: UrlRef, prefix: tuple[str, ...]) -> Iterator[InputRef]:
     except InputReadError as exc:
         yield dataclasses.replace(ref, problem=str(exc))
         return
-    for name, (_, member) in sorted(index.items(), key=lambda item: item[1][0].header_offset):
+    for (name, copy), (_, member) in sorted(
+        index.items(), key=lambda item: item[1][0].header_offset
+    ):
         if member.problem:
             problem = f"archive member refused: {member.problem}"
-            yield dataclasses.replace(ref, member=name, member_parts=(), problem=problem)
+            yield dataclasses.replace(ref, member=name, member_parts=(), problem=problem, copy=copy)
         else:
-            yield dataclasses.replace(ref, member=name, member_parts=(*prefix, *name.split("/")))
+            parts = (*prefix, *name.split("/"))
+            yield dataclasses.replace(ref, member=name, member_parts=parts, copy=copy)
 
 
 _zips: collections.OrderedDict[
     tuple[str, tuple[int, int] | None, int],
-    tuple[zipfile.ZipFile, dict[str, tuple[zipfile.ZipInfo, archives.Member]]],
+    tuple[zipfile.ZipFile, dict[tuple[str, int], tuple[zipfile.ZipInfo, archives.Member]]],
 ] = collections.OrderedDict()
 
 
 def _open_zip(
     ref: UrlRef,
-) -> tuple[zipfile.ZipFile, dict[str, tuple[zipfile.ZipInfo, archives.Member]]]:
+) -> tuple[zipfile.ZipFile, dict[tuple[str, int], tuple[zipfile.ZipInfo, archives.Member]]]:
     """An open zip object and its members by name, parsed once per process (keyed by URL,
     version and process id, so forked workers never share a file position)."""
     key = (ref.url, ref.stamp, os.getpid())
@@ -212,9 +215,7 @@ def _open_zip(
     try:
         f = fs.open(path, "rb", block_size=ZIP_BLOCK)
         zf = zipfile.ZipFile(f)
-        index: dict[str, tuple[zipfile.ZipInfo, archives.Member]] = {}
-        for info, member in archives._zip_members(zf, archives.MAX_MEMBER_BYTES):
-            index.setdefault(member.name, (info, member))
+        index = archives.zip_index(zf)
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise InputReadError(f"cannot read the zip archive ({_reason(exc)})") from None
     _zips[key] = (zf, index)
@@ -225,7 +226,7 @@ def _open_zip(
 
 def _read_member(ref: UrlRef) -> bytes:
     zf, index = _open_zip(ref)
-    entry = index.get(ref.member)
+    entry = index.get((ref.member, ref.copy))
     if entry is None:
         raise InputReadError(f"no member {ref.member} in the archive")
     info, member = entry
