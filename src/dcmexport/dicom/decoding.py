@@ -372,8 +372,9 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
     plugins = plugin_order(ts, bits_allocated)
     check_limits(ds)
     _check_codestream(ds, ts, frame_index)
-    ds = _with_valid_frame_count(ds)
-    src = source if source is not None and _pixels_deferred(ds, ts) else ds
+    view = _decodable_view(ds)
+    repaired, ds = view is not ds, view
+    src = source if source is not None and not repaired and _pixels_deferred(ds, ts) else ds
     failures = []
     # a path without File Meta needs the transfer syntax we inferred from the dataset
     extra: dict[str, Any] = (
@@ -502,7 +503,7 @@ def _native_truncation(ds: Dataset) -> tuple[int, int, int] | None:
             from pydicom.pixels.utils import get_expected_length
 
             bits = int(ds.BitsAllocated)
-            view = _with_valid_frame_count(ds)
+            view = _decodable_view(ds)
             frame_bytes = get_expected_length(view, "bytes") // number_of_frames(ds)
             expected = frame_bytes * number_of_frames(ds)
             if bits % 8 == 0 and 0 < len(value) < expected and not _codestream(value):
@@ -758,27 +759,34 @@ def _pixels_deferred(ds: Dataset, ts: UID) -> bool:
     return getattr(element, "value", None) is None
 
 
-def _with_valid_frame_count(ds: Dataset) -> Dataset:
-    """`ds`, or a view of it whose Number of Frames is the count `number_of_frames` reads.
+def _decodable_view(ds: Dataset) -> Dataset:
+    """`ds`, or a view of it that pydicom's decoders accept: Number of Frames the count
+    `number_of_frames` reads, and a missing Pixel Representation as unsigned.
 
     pydicom's decoders parse (0028,0008) themselves and give up on a malformed value such as
-    ``1A`` (seen in real RT Dose files), where DCMTK reads the leading number. The view shares
-    every other element (and so loads deferred pixel data from the file); `ds` is unchanged.
+    ``1A`` (seen in real RT Dose files), where DCMTK reads the leading number; they refuse a
+    file without (0028,0103) (ACR-NEMA heritage), which GDCM reads as unsigned
+    (`check_pixel_header` notes it). The view shares every other element (and so loads
+    deferred pixel data from the file); `ds` is unchanged.
     """
-    value = ds.get_item("NumberOfFrames")
-    if value is None:
+    frames_malformed = False
+    if ds.get_item("NumberOfFrames") is not None:
+        try:
+            int(ds.NumberOfFrames)
+        except (TypeError, ValueError):
+            frames_malformed = True
+    no_representation = "PixelData" in ds and ds.get("PixelRepresentation") in (None, "")
+    if not (frames_malformed or no_representation):
         return ds
-    try:
-        int(ds.NumberOfFrames)
-        return ds
-    except (TypeError, ValueError):
-        pass
     view = Dataset({tag: ds.get_item(tag, keep_deferred=True) for tag in ds.keys()})  # noqa: SIM118
     view.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
     implicit_vr, little_endian = ds.original_encoding
     view.set_original_encoding(implicit_vr, little_endian, ds.original_character_set)
     view.filename = getattr(ds, "filename", None)
-    view["NumberOfFrames"] = pydicom.DataElement(0x00280008, "IS", number_of_frames(ds))
+    if frames_malformed:
+        view["NumberOfFrames"] = pydicom.DataElement(0x00280008, "IS", number_of_frames(ds))
+    if no_representation:
+        view["PixelRepresentation"] = pydicom.DataElement(0x00280103, "US", 0)
     return view
 
 
