@@ -11,13 +11,20 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_fragments
+from pydicom.sequence import Sequence
 
 from dcmexport.cli import main
 from dcmexport.dicom import decoding
+from dcmexport.errors import PixelDataError
+from dcmexport.render.frame import render_dataset_frame, render_frame
 
 from .conftest import pydicom_file
 from .realworld_files import base_image, gradient, save, without_meta
+from .test_oracle_dcmtk import _dcmtk_render
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -104,3 +111,89 @@ def test_no_pixel_representation_decodes_unsigned_as_gdcm_reads_it(
     pgm = tmp_path / "gdcm.pgm"
     subprocess.run([gdcmimg, "-i", str(path), "-o", str(pgm)], check=True, capture_output=True)
     assert np.array_equal(ours, np.asarray(Image.open(pgm))) and np.array_equal(ours, values)
+
+
+# --- a file cut inside an undefined-length element --------------------------------------------
+
+
+def _with_last_sequence(path: Path, items: int = 3) -> Path:
+    """CT_small with an undefined-length private sequence of `items` items after its pixels."""
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    del ds[0xFFFCFFFC]  # its trailing padding: the sequence below comes last
+    ds.add_new(0x7FE10010, "LO", "TEST")
+    entries = []
+    for i in range(items):
+        item = Dataset()
+        item.CodeValue, item.CodeMeaning = f"V{i}", "x" * 200
+        item.is_undefined_length_sequence_item = True
+        entries.append(item)
+    ds.add_new(0x7FE11020, "SQ", Sequence(entries))
+    ds[0x7FE11020].is_undefined_length = True
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize(("cut", "whole_items"), [(8, 3), (100, 2), (500, 0)])
+def test_info_on_a_file_cut_inside_its_last_sequence_shows_what_it_read(
+    cut: int, whole_items: int, tmp_path: Path, capsys: pytest.CaptureFixture[str], dcm2pnm: str
+) -> None:
+    whole = _with_last_sequence(tmp_path / "whole.dcm")
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(whole.read_bytes()[:-cut])
+    with pytest.raises(OSError):  # pydicom alone reads nothing of it
+        pydicom.dcmread(path)
+    assert main(["info", str(path)]) == 0
+    captured = capsys.readouterr()
+    where = f"the file is truncated inside (7FE1,1020): {whole_items} complete item(s) read"
+    assert where in captured.err
+    assert "Rows" in captured.out and "CompressedSamples^CT1" in captured.out
+    assert f"SQ: {whole_items} item" in captured.out
+    rows = convert(path, tmp_path / "out")  # the pixels are whole: the image is DCMTK's
+    assert rows[0]["status"] == "ok"
+    assert f"file truncated inside (7FE1,1020): {whole_items} complete item(s)" in rows[0]["note"]
+    ours = render_frame(path, window="40,400")
+    ref = _dcmtk_render(whole, ["+Ww", "40", "400", "+Wfl"], 8, tmp_path / "r.png", 1)
+    assert np.abs(ours.astype(int) - ref).max() <= 1
+
+
+def test_a_cut_encapsulated_cine_writes_its_complete_frames_and_notes_the_rest(
+    tmp_path: Path, dcm2pnm: str
+) -> None:
+    ds = base_image(24, 32, BitsAllocated=16, BitsStored=12, HighBit=11, PixelRepresentation=0)
+    frames = np.stack([gradient(24, 32, 4095, seed=i) for i in range(5)])
+    ds.NumberOfFrames = 5
+    ds.PixelData = frames.astype("<u2").tobytes()
+    ds.compress(pydicom.uid.RLELossless, encoding_plugin="pydicom")
+    whole = save(ds, tmp_path / "whole.dcm")
+    fragments = list(generate_fragments(ds.PixelData))  # one per frame
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: len(data) - 8 - len(fragments[-1]) - 8 - len(fragments[-2]) // 2])
+    rows = convert(cut, tmp_path / "out", "--frames", "all", "--video", "none")
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    note = rows[0]["note"]
+    assert "file truncated inside Pixel Data: 3 complete fragment(s) read" in note
+    assert "3 of 5 frames complete; 2 frame(s) missing" in note
+    with pytest.raises(PixelDataError, match="frame 4 is missing: the file is truncated"):
+        decoding.decode_frame(decoding.read_dataset(cut), 3)
+    for frame in (1, 3):  # a complete frame of the cut file is DCMTK's frame of the whole one
+        ours = render_dataset_frame(decoding.read_dataset(cut), frame, window="40,400").image
+        ref = _dcmtk_render(whole, ["+Ww", "40", "400", "+Wfl"], 8, tmp_path / "r.png", frame)
+        assert np.abs(ours.astype(int) - ref).max() <= 1
+
+
+def test_pydicom_data_file_without_its_closing_delimiter_converts_every_frame(
+    tmp_path: Path,
+) -> None:
+    data_store = pytest.importorskip("data_store", reason="pydicom-data is not installed")
+    folder = Path(data_store.__file__).parent / "data"
+    path, whole = folder / "emri_small_jpeg_2k_lossless_too_short.dcm", folder / "emri_small.dcm"
+    if not path.exists() or not whole.exists():
+        pytest.skip("this pydicom-data release lacks the emri_small files")
+    rows = convert(path, tmp_path / "out", "--frames", "all", "--video", "none")
+    assert [r["status"] for r in rows] == ["ok"] * 10  # DCMTK and GDCM refuse the file
+    assert "only its closing delimiter is missing" in rows[0]["note"]
+    cut_ds, whole_ds = decoding.read_dataset(path), decoding.read_dataset(whole)
+    for index in range(10):  # lossless: the very values of the uncompressed original
+        ours = decoding.decode_frame(cut_ds, index)
+        assert np.array_equal(ours, decoding.decode_frame(whole_ds, index))
