@@ -5,6 +5,7 @@ sizes. Every CLI run checks its exit code; DCMTK is the oracle where it renders 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.encaps import generate_fragments
+from pydicom.encaps import encapsulate, generate_fragments
 from pydicom.sequence import Sequence
 
 from dcmexport.cli import main
@@ -197,3 +198,71 @@ def test_pydicom_data_file_without_its_closing_delimiter_converts_every_frame(
     for index in range(10):  # lossless: the very values of the uncompressed original
         ours = decoding.decode_frame(cut_ds, index)
         assert np.array_equal(ours, decoding.decode_frame(whole_ds, index))
+
+
+# --- a video of encapsulated frames of different sizes -----------------------------------------
+
+
+def _ffmpeg_fit(image: np.ndarray, rows: int, columns: int, work: Path) -> np.ndarray:
+    """ffmpeg's fit-and-pad of an RGB image: the reference for `fit_into`."""
+    from PIL import Image
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg is not installed")
+    Image.fromarray(image).save(work / "in.png")
+    scale = f"scale={columns}:{rows}:force_original_aspect_ratio=decrease"
+    pad = f"pad={columns}:{rows}:(ow-iw)/2:(oh-ih)/2"  # black
+    command = [ffmpeg, "-v", "error", "-y", "-i", str(work / "in.png")]
+    command += ["-vf", f"format=rgb24,{scale},{pad}", "-pix_fmt", "rgb24", str(work / "out.png")]
+    subprocess.run(command, check=True, capture_output=True)
+    return np.asarray(Image.open(work / "out.png"))
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (30, 40), (24, 60), (33, 47), (12, 16)])
+def test_fit_into_is_ffmpegs_scale_and_pad(shape: tuple[int, int], tmp_path: Path) -> None:
+    from dcmexport.exporters.video import fit_into
+
+    grey = (gradient(*shape, 215) + 40).astype(np.uint8)  # never black: the bars are
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    ref = _ffmpeg_fit(rgb, 24, 32, tmp_path)
+    for image, expected in ((rgb, ref), (grey, ref[..., 0])):
+        ours = fit_into(image, 24, 32)
+        assert ours.shape == expected.shape
+        assert np.array_equal(ours > 0, expected > 0)  # the same picture in the same place
+        # bicubic in Pillow and swscale: the same to ±1 scaling down, ±2 scaling up
+        assert np.abs(ours.astype(int) - expected).max() <= 2
+
+
+def test_video_of_frames_of_different_sizes_fits_each_into_frame_1s_size(tmp_path: Path) -> None:
+    import av
+    from PIL import Image
+
+    from dcmexport.exporters.video import fit_into
+
+    streams = []
+    sizes = ((32, 24), (32, 32), (32, 24))  # (columns, rows); frame 2 is square
+    for seed, (columns, rows) in enumerate(sizes):
+        buffer = io.BytesIO()
+        image = gradient(rows, columns, 255, seed=seed).astype(np.uint8)
+        Image.fromarray(image).save(buffer, "JPEG", quality=95)
+        streams.append(buffer.getvalue())
+    ds = base_image(24, 32, BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    ds.NumberOfFrames = 3
+    ds.PixelData = encapsulate(streams)
+    path = save(ds, tmp_path / "sizes.dcm")
+    out = tmp_path / "out"
+    rows = convert(path, out, "--frames", "all", "--video", "both", "--window", "0,256")
+    assert [r["status"] for r in rows] == ["ok"] * 5
+    stills = [np.asarray(Image.open(out / r["output"])) for r in rows if r["kind"] == "image"]
+    assert [s.shape for s in stills] == [(24, 32), (32, 32), (24, 32)]  # each at its own size
+    for video in (r for r in rows if r["kind"] == "video"):
+        note = "frame(s) 2 (32x32) fitted into the video's 32x24 (aspect kept, black borders)"
+        assert note in video["note"]
+        with av.open(str(out / video["output"])) as container:
+            frames = [f.to_ndarray(format="rgb24")[..., 0] for f in container.decode(video=0)]
+        assert len(frames) == 3 and all(f.shape == (24, 32) for f in frames)
+        expected = fit_into(stills[1], 24, 32)
+        assert np.abs(frames[1].astype(int) - expected).mean() < 3  # lossy H.264 / GIF palette
+        assert frames[1][:, :3].max() <= 8 and frames[1][:, -3:].max() <= 8  # black bars
