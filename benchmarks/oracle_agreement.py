@@ -156,11 +156,13 @@ def formula_render(
 ) -> np.ndarray | None:
     """Frame `frame` (1-based) of a grey image as the standard says, or None when the
     formulas here do not cover it (colour, a Modality or VOI LUT Sequence, an unknown
-    function, a stored value pydicom cannot decode)."""
+    function, overlay planes, a stored value pydicom cannot decode)."""
     from pydicom.pixels import pixel_array
 
     if _is_colour(ds) or "ModalityLUTSequence" in ds:
         return None
+    if any(0x6000 <= tag.group <= 0x601E and tag.element == 0x0010 for tag in ds.keys()):  # noqa: SIM118
+        return None  # overlay planes: both sides draw them, the formulas here do not
     try:
         stored = np.asarray(pixel_array(str(path), index=frame - 1), dtype=np.float64)
     except Exception:
