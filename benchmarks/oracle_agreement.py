@@ -16,6 +16,14 @@ agreement table per mode, then every disagreeing frame (max difference, share of
 DCMTK arguments, and a hint where DCMTK 3.6.7 is known to be no valid oracle: RENDERING.md,
 tests/test_oracle_dcmtk.py, or measured), then the files we failed on, with whether DCMTK
 renders them and whether ``pydicom.dcmread(path).pixel_array`` works with any plugin.
+
+Where DCMTK is no valid oracle (fractional rescale, per-frame windows of enhanced
+multi-frame, LINEAR_EXACT, 32-bit big-endian pixels), each frame is compared with the
+formulas instead: a small NumPy implementation here, independent of dcmexport's render code,
+of PS3.4 N.2 (stored value → Modality LUT → VOI → polarity) and PS3.3 C.11.2 (LINEAR,
+LINEAR_EXACT, SIGMOID; min–max as RENDERING.md defines it), on pydicom's ``pixel_array``.
+Those frames are counted on their own line; the formulas are checked against DCMTK on every
+frame where DCMTK is valid (the "formulas vs DCMTK" line), so the reference is itself tested.
 Needs DCMTK on PATH and imagecodecs (a dev dependency).
 
     python benchmarks/oracle_agreement.py /path/to/dicoms [more paths] [--all-frames]
@@ -75,6 +83,10 @@ class Comparison:
     args: str = ""
     known_limit: str = ""  # why RENDERING.md says DCMTK is no valid oracle here, if it does
     error: str = ""
+    # ours against the formulas (None: the formulas do not cover this frame, e.g. a LUT)
+    formula_agrees: bool | None = None
+    formula_max_diff: int = 0
+    formula_vs_dcmtk: bool | None = None  # the formulas against DCMTK (checks the reference)
 
 
 @dataclasses.dataclass
@@ -116,6 +128,90 @@ def _known_limit(ds: pydicom.Dataset, mode: str, frame: int) -> str:
     if mode == "auto" and voi_function(ds, frame) == "LINEAR_EXACT":
         reasons.append("VOI LUT Function LINEAR_EXACT (DCMTK uses LINEAR)")
     return "; ".join(reasons)
+
+
+# --- the formulas: PS3.4 N.2 and PS3.3 C.11.2, written here without dcmexport's code ------------
+
+
+def _group_item(ds: pydicom.Dataset, frame: int, keyword: str) -> pydicom.Dataset | None:
+    """The item of functional group `keyword` for 1-based `frame`: per-frame, else shared."""
+    for groups, index in (
+        ("PerFrameFunctionalGroupsSequence", frame - 1),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
+        sequence = ds.get(groups) or []
+        if index < len(sequence) and sequence[index].get(keyword):
+            return sequence[index].get(keyword)[0]
+    return None
+
+
+def _first(value: object) -> float:
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = next(iter(value))  # type: ignore[call-overload]
+    return float(value)  # type: ignore[arg-type]
+
+
+def formula_render(
+    path: Path, ds: pydicom.Dataset, frame: int, mode: str, bits: int
+) -> np.ndarray | None:
+    """Frame `frame` (1-based) of a grey image as the standard says, or None when the
+    formulas here do not cover it (colour, a Modality or VOI LUT Sequence, an unknown
+    function, overlay planes, a stored value pydicom cannot decode)."""
+    from pydicom.pixels import pixel_array
+
+    if _is_colour(ds) or "ModalityLUTSequence" in ds:
+        return None
+    if any(0x6000 <= tag.group <= 0x601E and tag.element == 0x0010 for tag in ds.keys()):  # noqa: SIM118
+        return None  # overlay planes: both sides draw them, the formulas here do not
+    try:
+        stored = np.asarray(pixel_array(str(path), index=frame - 1), dtype=np.float64)
+    except Exception:
+        try:
+            stored = np.asarray(pydicom.dcmread(path, force=True).pixel_array, dtype=np.float64)
+            stored = stored[frame - 1] if decoding.number_of_frames(ds) > 1 else stored
+        except Exception:
+            return None
+    rescale = _group_item(ds, frame, "PixelValueTransformationSequence") or ds
+    slope = float(rescale.get("RescaleSlope", 1) or 1)
+    intercept = float(rescale.get("RescaleIntercept", 0) or 0)
+    x = stored * slope + intercept  # PS3.3 C.11.1: the modality values
+    ymax = float(2**bits - 1)
+    function = "LINEAR"
+    if mode == "auto":
+        voi = _group_item(ds, frame, "FrameVOILUTSequence") or ds
+        if "VOILUTSequence" in voi:
+            return None
+        function = str(voi.get("VOILUTFunction", "") or "LINEAR").strip().upper()
+        if voi.get("WindowCenter") not in (None, "") and voi.get("WindowWidth") not in (None, ""):
+            c, w = _first(voi.WindowCenter), _first(voi.WindowWidth)
+        else:  # min-max over the modality values, padding excluded (RENDERING.md)
+            keep = np.ones(stored.shape, bool)
+            padding = ds.get("PixelPaddingValue")
+            if padding is not None:
+                limit = ds.get("PixelPaddingRangeLimit", padding)
+                low, high = sorted((float(padding), float(limit)))
+                keep = (stored < low) | (stored > high)
+            values = x[keep] if keep.any() else x
+            low, high = float(values.min()), float(values.max())
+            c, w, function = (low + high + 1) / 2, high - low + 1, "LINEAR"
+    else:
+        c, w = (float(v) for v in mode.split(","))
+    if function == "LINEAR" and w >= 1:  # PS3.3 C.11.2.1.2.1
+        y = ((x - (c - 0.5)) / (w - 1) + 0.5) * ymax if w > 1 else np.where(x > c - 0.5, ymax, 0)
+        y = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, y)
+        y = np.where(x > c - 0.5 + (w - 1) / 2, ymax, y)
+    elif function == "LINEAR_EXACT" and w > 0:  # C.11.2.1.3.2
+        y = ((x - c) / w + 0.5) * ymax
+        y = np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, ymax, y))
+    elif function == "SIGMOID" and w > 0:  # C.11.2.1.3.1
+        y = ymax / (1 + np.exp(-4 * (x - c) / w))
+    else:
+        return None
+    out = np.floor(np.clip(y, 0, ymax))  # DCMTK truncates (RENDERING.md)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric == "MONOCHROME1":  # one inversion, after the VOI
+        out = ymax - out
+    return out.astype(np.uint16 if bits == 16 else np.uint8)
 
 
 def _frames(n: int, all_frames: bool) -> list[int]:
@@ -333,18 +429,24 @@ def check_file(path: str, all_frames: bool = False) -> FileResult:
                     continue
                 diff = np.abs(ref.astype(np.int64) - ours.astype(np.int64))
                 max_diff = int(diff.max())
-                result.comparisons.append(
-                    Comparison(
-                        label,
-                        frame,
-                        max_diff <= tolerance,
-                        max_diff=max_diff,
-                        share_off=float(np.mean(diff > tolerance)),
-                        tolerance=tolerance,
-                        args=command,
-                        known_limit=known,
-                    )
+                comparison = Comparison(
+                    label,
+                    frame,
+                    max_diff <= tolerance,
+                    max_diff=max_diff,
+                    share_off=float(np.mean(diff > tolerance)),
+                    tolerance=tolerance,
+                    args=command,
+                    known_limit=known,
                 )
+                formula = None if colour else formula_render(p, ds, frame, mode, bits)
+                if formula is not None and formula.shape == ours.shape:
+                    off = np.abs(formula.astype(np.int64) - ours.astype(np.int64))
+                    comparison.formula_max_diff = int(off.max())
+                    comparison.formula_agrees = comparison.formula_max_diff <= tolerance
+                    versus = np.abs(formula.astype(np.int64) - ref.astype(np.int64))
+                    comparison.formula_vs_dcmtk = int(versus.max()) <= tolerance
+                result.comparisons.append(comparison)
         if result.ours_error:
             args = [] if colour else ["+Wm"]
             ref, _ = _dcmtk_render(source, args, 8, 1, work / "ref.png", tools)
@@ -399,11 +501,49 @@ def report(results: list[FileResult], root: str) -> str:
             f"{len(off):>5} {known:>23} {_percent(agree, len(compared) - known):>16} "
             f"{len(rows) - len(compared):>13}"
         )
+    lines += ["", "Where DCMTK is no valid oracle (RENDERING.md), ours against the formulas:"]
+    for label in [*labels, "all"]:
+        rows = [c for r in images for c in r.comparisons if label in ("all", c.mode)]
+        known_rows = [c for c in rows if c.agrees is not None and c.known_limit]
+        judged = [c for c in known_rows if c.formula_agrees is not None]
+        agree = sum(bool(c.formula_agrees) for c in judged)
+        compared = [c for c in rows if c.agrees is not None]
+        valid = [c for c in compared if not c.known_limit]
+        overall = sum(bool(c.agrees) for c in valid) + agree
+        lines.append(
+            f"{label:<10} {len(known_rows):>4} frames, {len(judged):>4} judged by the formulas, "
+            f"{agree:>4} agree; overall (DCMTK where valid, else formulas) "
+            f"{overall}/{len(compared)} = {_percent(overall, len(compared))}"
+        )
+    checked = [
+        c
+        for r in images
+        for c in r.comparisons
+        if c.agrees is not None and not c.known_limit and c.formula_vs_dcmtk is not None
+    ]
+    lines.append(
+        f"formulas vs DCMTK where DCMTK is valid (the reference checked): "
+        f"{sum(bool(c.formula_vs_dcmtk) for c in checked)}/{len(checked)} frames agree"
+    )
+    formula_off = [
+        (r, c)
+        for r in images
+        for c in r.comparisons
+        if c.known_limit and c.agrees is not None and c.formula_agrees is False
+    ]
+    for r, c in formula_off:
+        lines.append(
+            f"  ours vs formulas off: {name(r.path)} {c.mode} frame {c.frame}: "
+            f"max {c.formula_max_diff} / ±{c.tolerance}"
+        )
     lines += ["", "Disagreeing frames (path, mode, frame: max diff / tolerance, pixels off):"]
     off_rows = [(r, c) for r in images for c in r.comparisons if c.agrees is False]
     for r, c in sorted(off_rows, key=lambda rc: (rc[0].path, rc[1].mode, rc[1].frame)):
         extra = f" [{c.error}]" if c.error else ""
         hint = f"  known DCMTK limit: {c.known_limit}" if c.known_limit else ""
+        if c.known_limit and c.formula_agrees is not None:
+            verdict = "agree" if c.formula_agrees else f"DISAGREE (max {c.formula_max_diff})"
+            hint += f"; ours and the formulas {verdict}"
         via = f"  (DCMTK given: {r.dcmtk_source})" if r.dcmtk_source else ""
         lines.append(
             f"  {name(r.path)}  {c.mode} frame {c.frame}: max {c.max_diff} / ±{c.tolerance}, "

@@ -21,7 +21,16 @@ def pydicom_test_files_dir() -> Path:
 
 
 def pydicom_file(name: str) -> Path:
+    """A pydicom test file: bundled with pydicom, else in pydicom-data if it is installed
+    (never downloaded); the test skips when neither has it."""
     path = pydicom_test_files_dir() / name
+    if not path.exists():
+        try:
+            import data_store  # pydicom-data's package
+
+            path = Path(data_store.__file__).parent / "data" / name
+        except ImportError:
+            pass
     if not path.exists():
         pytest.skip(f"pydicom test file {name} not bundled in this pydicom version")
     return path

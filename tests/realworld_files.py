@@ -67,14 +67,17 @@ def pack_12bit(values: np.ndarray) -> bytes:
     return data + b"\0" * (len(data) % 2)
 
 
-def encode_video(codec: str, fmt: str, frames: int, rows: int, columns: int) -> bytes:
-    """An elementary stream (H.264 or MPEG-2) of a moving bar, encoded by PyAV."""
+def encode_video(
+    codec: str, fmt: str, frames: int, rows: int, columns: int, pix_fmt: str = "yuv420p"
+) -> bytes:
+    """An elementary stream (MPEG-2, H.264 or HEVC) of a moving bar, encoded by PyAV."""
     import av
 
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = columns, rows, "yuv420p"
+        options = {"x265-params": "log-level=error"} if codec == "libx265" else {}
+        stream = out.add_stream(codec, rate=25, options=options)
+        stream.width, stream.height, stream.pix_fmt = columns, rows, pix_fmt
         for i in range(frames):
             rgb = np.full((rows, columns, 3), 40, np.uint8)
             rgb[:, (i * 4) % columns : (i * 4) % columns + 8] = (220, 120, 30)
@@ -89,13 +92,18 @@ def encode_video(codec: str, fmt: str, frames: int, rows: int, columns: int) -> 
 VIDEO_CODECS = {  # transfer syntax -> (PyAV encoder, raw muxer)
     "1.2.840.10008.1.2.4.100": ("mpeg2video", "mpeg2video"),
     "1.2.840.10008.1.2.4.102": ("libx264", "h264"),
+    "1.2.840.10008.1.2.4.107": ("libx265", "hevc"),  # HEVC Main
+    "1.2.840.10008.1.2.4.108": ("libx265", "hevc"),  # HEVC Main 10 (10-bit samples)
 }
+#: the encoder's pixel format where it is not 8-bit 4:2:0
+VIDEO_PIXEL_FORMATS = {"1.2.840.10008.1.2.4.108": "yuv420p10le"}
 
 
 def video_dataset(ts: str, frames: int = 30, rows: int = 48, columns: int = 64) -> Dataset:
     """A Video Endoscopic Image with its stream encapsulated as PS3.5 8.2.5 says."""
     codec, fmt = VIDEO_CODECS[ts]
-    stream = encode_video(codec, fmt, frames, rows, columns)
+    pix_fmt = VIDEO_PIXEL_FORMATS.get(ts, "yuv420p")
+    stream = encode_video(codec, fmt, frames, rows, columns, pix_fmt)
     ds = base_image(rows, columns)
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.1.1"
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID

@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from .. import errors
-from . import codecs, limits, native
+from . import codecs, limits, native, salvage
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +127,55 @@ def read_dataset(
     except (errors.NotDicomError, errors.LimitError, errors.PixelDataError):
         raise
     except OSError as exc:
-        raise errors.InputReadError(f"cannot read the file ({exc.strerror or exc})") from None
+        ds = _salvaged(path, stop_before_pixels, in_memory)
+        if ds is None:
+            raise errors.InputReadError(f"cannot read the file ({exc.strerror or exc})") from None
     except Exception as exc:  # pydicom raises many types on junk input (RecursionError too)
-        if part10:
+        ds = _salvaged(path, stop_before_pixels, in_memory)
+        if ds is None and part10:
             raise errors.UnreadableDicomError(
                 f"unreadable DICOM header ({_one_line(exc)})"
             ) from None
-        raise errors.NotDicomError("not a DICOM file") from None
+        if ds is None:
+            raise errors.NotDicomError("not a DICOM file") from None
+    if len(ds) == 0:  # pydicom drops every element when the file ends early
+        ds = _salvaged(path, stop_before_pixels, in_memory) or ds
     if not part10 and not any(tag.group in (0x0008, 0x0020, 0x0028) for tag in ds.keys()):  # noqa: SIM118
         raise errors.NotDicomError("not a DICOM file")
     if in_memory and isinstance(path, (str, os.PathLike)):
         ds.filename = os.fspath(path)  # as pydicom names a dataset read from its path
         ds.fileobj_type = open
+    return ds
+
+
+def _salvaged(
+    path: str | os.PathLike[str] | bytes | IO[bytes],
+    stop_before_pixels: bool,
+    in_memory: bool,
+) -> Dataset | None:
+    """A file cut inside a sequence or encapsulated Pixel Data, read up to the cut
+    (`salvage.read_truncated`), with a note saying where; None if that is not the trouble.
+    A file without preamble must still pass `read_dataset`'s checks afterwards."""
+    try:
+        if isinstance(path, bytes):
+            data = path
+        elif isinstance(path, (str, os.PathLike)):
+            with open(path, "rb") as f:
+                data = f.read()
+        else:
+            path.seek(0)
+            data = path.read()
+        found = salvage.read_truncated(data, stop_before_pixels=stop_before_pixels)
+    except Exception as exc:  # salvage is a second chance: its failure is the first error's
+        log.debug("no salvage: %s", exc)
+        return None
+    if found is None:
+        return None
+    ds = found.ds
+    if in_memory and isinstance(path, (str, os.PathLike)):
+        ds.filename, ds.fileobj_type = os.fspath(path), open
+    vars(ds)[_TRUNCATED] = found
+    add_note(ds, f"file truncated inside {found.where}: {found.detail}")
     return ds
 
 
@@ -212,7 +249,9 @@ def check_limits(ds: Dataset) -> int:
         ts = transfer_syntax(ds)
         deflated_frames = str(ts) == codecs.DEFLATED_IMAGE_FRAME  # not in pydicom's table
         encapsulated = deflated_frames or (ts.is_transfer_syntax and ts.is_encapsulated)
-        checked = limits.check_dataset(ds, encapsulated, video=is_video_syntax(ds))
+        checked = limits.check_dataset(
+            ds, encapsulated, video=is_video_syntax(ds), truncated=_cut_fragments(ds) is not None
+        )
         object.__setattr__(ds, "_dcmexport_frames", checked)
     return int(checked)
 
@@ -369,11 +408,16 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
                 return lean
         elif _native_truncation(ds) is not None:
             return _truncated_native_frame(ds, frame_index)
+    if ts.is_encapsulated and frame_index >= frames_present(ds) and _cut_fragments(ds) is not None:
+        raise errors.PixelDataError(
+            f"frame {frame_index + 1} is missing: the file is truncated inside its pixel data"
+        )
     plugins = plugin_order(ts, bits_allocated)
     check_limits(ds)
     _check_codestream(ds, ts, frame_index)
-    ds = _with_valid_frame_count(ds)
-    src = source if source is not None and _pixels_deferred(ds, ts) else ds
+    view = _decodable_view(ds)
+    repaired, ds = view is not ds, view
+    src = source if source is not None and not repaired and _pixels_deferred(ds, ts) else ds
     failures = []
     # a path without File Meta needs the transfer syntax we inferred from the dataset
     extra: dict[str, Any] = (
@@ -404,6 +448,7 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
 
 _NOTES = "_dcmexport_notes"
 _CACHE = "_dcmexport_cache"
+_TRUNCATED = "_dcmexport_truncated"  # a salvage.Salvaged: the file was cut inside an element
 
 
 def add_note(ds: Dataset, text: str) -> None:
@@ -428,6 +473,14 @@ def check_pixel_header(ds: Dataset) -> None:
     unsigned, as GDCM and DCMTK read it) and for pixel data cut short by a truncated file."""
     if "PixelData" in ds and ds.get("PixelRepresentation") in (None, ""):
         add_note(ds, "no Pixel Representation (0028,0103): read as unsigned")
+    cut_fragments = _cut_fragments(ds)
+    if cut_fragments is not None and cut_fragments < number_of_frames(ds):
+        declared = number_of_frames(ds)
+        add_note(
+            ds,
+            f"file truncated: {cut_fragments} of {declared} frames complete; "
+            f"{declared - cut_fragments} frame(s) missing",
+        )
     truncated = _native_truncation(ds)
     if truncated is not None:
         present, expected, frame_bytes = truncated
@@ -452,11 +505,23 @@ def check_pixel_header(ds: Dataset) -> None:
 def frames_present(ds: Dataset) -> int:
     """Frames that can be decoded: Number of Frames, less those a truncated file lost."""
     n = number_of_frames(ds)
+    cut_fragments = _cut_fragments(ds)
+    if cut_fragments is not None:
+        return max(min(n, cut_fragments), 1)
     truncated = _native_truncation(ds)
     if truncated is None:
         return n
     present, _, frame_bytes = truncated
     return max(min(n, -(-present // frame_bytes)), 1)
+
+
+def _cut_fragments(ds: Dataset) -> int | None:
+    """Complete fragments of encapsulated Pixel Data a cut file kept (one frame each when
+    there are fewer fragments than frames), or None when the pixel data was not cut."""
+    salvaged = vars(ds).get(_TRUNCATED)
+    if salvaged is None or salvaged.where != "Pixel Data":
+        return None
+    return int(salvaged.complete)
 
 
 def describe_truncation(ds: Dataset, size: int | None) -> str | None:
@@ -465,6 +530,9 @@ def describe_truncation(ds: Dataset, size: int | None) -> str | None:
     Pixel data shorter than its description, an element whose value runs past the end of
     the file, or a last sequence (or encapsulated pixel data) without its delimiter.
     """
+    salvaged = vars(ds).get(_TRUNCATED)
+    if salvaged is not None:
+        return str(salvaged.description)
     truncated = _native_truncation(ds)
     if truncated is not None:
         present, expected, _ = truncated
@@ -502,7 +570,7 @@ def _native_truncation(ds: Dataset) -> tuple[int, int, int] | None:
             from pydicom.pixels.utils import get_expected_length
 
             bits = int(ds.BitsAllocated)
-            view = _with_valid_frame_count(ds)
+            view = _decodable_view(ds)
             frame_bytes = get_expected_length(view, "bytes") // number_of_frames(ds)
             expected = frame_bytes * number_of_frames(ds)
             if bits % 8 == 0 and 0 < len(value) < expected and not _codestream(value):
@@ -758,27 +826,38 @@ def _pixels_deferred(ds: Dataset, ts: UID) -> bool:
     return getattr(element, "value", None) is None
 
 
-def _with_valid_frame_count(ds: Dataset) -> Dataset:
-    """`ds`, or a view of it whose Number of Frames is the count `number_of_frames` reads.
+def _decodable_view(ds: Dataset) -> Dataset:
+    """`ds`, or a view of it that pydicom's decoders accept: Number of Frames the count
+    `number_of_frames` reads, and a missing Pixel Representation as unsigned.
 
     pydicom's decoders parse (0028,0008) themselves and give up on a malformed value such as
-    ``1A`` (seen in real RT Dose files), where DCMTK reads the leading number. The view shares
-    every other element (and so loads deferred pixel data from the file); `ds` is unchanged.
+    ``1A`` (seen in real RT Dose files), where DCMTK reads the leading number; they refuse a
+    file without (0028,0103) (ACR-NEMA heritage), which GDCM reads as unsigned
+    (`check_pixel_header` notes it). The view shares every other element (and so loads
+    deferred pixel data from the file); `ds` is unchanged.
     """
-    value = ds.get_item("NumberOfFrames")
-    if value is None:
+    frames_malformed = False
+    if ds.get_item("NumberOfFrames") is not None:
+        try:
+            int(ds.NumberOfFrames)
+        except (TypeError, ValueError):
+            frames_malformed = True
+    frames = number_of_frames(ds)
+    cut_fragments = _cut_fragments(ds)  # a cut file: one frame per complete fragment
+    if cut_fragments is not None and 0 < cut_fragments < frames:
+        frames_malformed, frames = True, cut_fragments
+    no_representation = "PixelData" in ds and ds.get("PixelRepresentation") in (None, "")
+    if not (frames_malformed or no_representation):
         return ds
-    try:
-        int(ds.NumberOfFrames)
-        return ds
-    except (TypeError, ValueError):
-        pass
     view = Dataset({tag: ds.get_item(tag, keep_deferred=True) for tag in ds.keys()})  # noqa: SIM118
     view.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
     implicit_vr, little_endian = ds.original_encoding
     view.set_original_encoding(implicit_vr, little_endian, ds.original_character_set)
     view.filename = getattr(ds, "filename", None)
-    view["NumberOfFrames"] = pydicom.DataElement(0x00280008, "IS", number_of_frames(ds))
+    if frames_malformed:
+        view["NumberOfFrames"] = pydicom.DataElement(0x00280008, "IS", frames)
+    if no_representation:
+        view["PixelRepresentation"] = pydicom.DataElement(0x00280103, "US", 0)
     return view
 
 

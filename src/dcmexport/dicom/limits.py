@@ -118,7 +118,9 @@ def _declared_frames(ds: Dataset) -> int:
         return 1
 
 
-def check_dataset(ds: Dataset, encapsulated: bool, *, video: bool = False) -> int:
+def check_dataset(
+    ds: Dataset, encapsulated: bool, *, video: bool = False, truncated: bool = False
+) -> int:
     """Check an image's header before any decoding; the number of frames worth sizing for.
 
     Refuses a frame over ``--max-pixels``, more frames than ``--max-frames``, and an
@@ -126,7 +128,8 @@ def check_dataset(ds: Dataset, encapsulated: bool, *, video: bool = False) -> in
     a video stream holds all its frames in one). Native pixel data shorter than Number of
     Frames says is a truncated file, not a refusal: the count returned is what the data can
     hold (the decoder renders those frames and notes the rest), so that nothing sized from it
-    can be bigger than the file itself.
+    can be bigger than the file itself. So are fewer fragments in a file known to be cut
+    inside its pixel data (`truncated`): the count is the fragments there are.
     """
     rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
     samples = _int(ds, "SamplesPerPixel", 1)
@@ -148,6 +151,8 @@ def check_dataset(ds: Dataset, encapsulated: bool, *, video: bool = False) -> in
     if encapsulated:
         if isinstance(value, (bytes, bytearray)):
             fragments = count_fragments(bytes(value), n_frames + 1)
+            if fragments < n_frames and truncated:
+                return max(fragments, 1)
             if fragments < n_frames:
                 raise PixelDataError(
                     f"Number of Frames says {n_frames} but the pixel data holds only "

@@ -28,7 +28,7 @@ from ..render.overlays import describe_overlays
 from ..render.pipeline import FrameTransforms, PixelDescription, frame_minmax, frame_transforms
 from ..render.windowing import VoiLut, VoiLutFunction, Window, select_voi
 from ..store import Store
-from .video import ClipTiming, GifPlan, GifWriter, Mp4Writer
+from .video import ClipTiming, GifPlan, GifWriter, Mp4Writer, fit_into
 
 ClipVoi = Window | VoiLut | None
 
@@ -208,13 +208,16 @@ def export_clip(
     OUT) in one pass.
 
     Every output is written under a temporary name and renamed into place only when complete.
-    Frames whose size differs from the clip's are left out (and counted in the notes), as are
-    the overlay groups drawn into any frame (`overlays`).
+    Frames whose header size differs from the clip's are left out (and counted in the notes),
+    as are the overlay groups drawn into any frame (`overlays`). A frame that decodes to
+    another size than its header says (encapsulated frames of different sizes) is fitted into
+    the clip's size, aspect kept, on black (`video.fit_into`), and named in the notes.
     """
     voi = clip_voi(clip, spec)
     rows, columns = clip.rows, clip.columns
     gif_plan = GifPlan.for_clip(clip.n_frames, rows, columns, timing)
     left_out = 0
+    fitted: list[str] = []
     drawn: set[int] = set()
     with contextlib.ExitStack() as stack:
         writers: dict[str, Mp4Writer | GifWriter] = {}
@@ -234,8 +237,12 @@ def export_clip(
                 decoded, ds, desc, index, window=spec, bits=8, raw=False, voi=voi, overlays=overlays
             )
             drawn.update(rendered.overlay_groups)
+            image = rendered.image
+            if image.shape[:2] != (rows, columns):
+                fitted.append(f"{index + 1} ({image.shape[1]}x{image.shape[0]})")
+                image = fit_into(image, rows, columns)
             for writer in writers.values():
-                writer.write(rendered.image)
+                writer.write(image)
         for writer in writers.values():
             writer.close()
     frames = {kind: writer.frames for kind, writer in writers.items()}
@@ -246,6 +253,11 @@ def export_clip(
             note = f"{note}; {guard}"
         if left_out:
             note = f"{note}; {left_out} frame(s) of another size left out"
+        if fitted:
+            note = (
+                f"{note}; frame(s) {', '.join(fitted)} fitted into the video's "
+                f"{columns}x{rows} (aspect kept, black borders)"
+            )
         if drawn:
             note = f"{note}; {describe_overlays(drawn)}"
         notes[kind] = note

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from pydicom.dataset import Dataset
 
+from ..dicom import decoding
 from ..manifest import Kind, ManifestRow
 from ..options import ConvertOptions, MetadataFormat, MetadataPhi
 from ..store import Store
@@ -76,8 +77,11 @@ def _window_line(rows: Sequence[ManifestRow]) -> str:
     return row.voi or "none"
 
 
-def summary_lines(ds: Dataset, rows: Sequence[ManifestRow]) -> list[str]:
-    """The short human summary at the top of a `txt` sidecar."""
+def summary_lines(
+    ds: Dataset, rows: Sequence[ManifestRow], repairs: Sequence[str] = ()
+) -> list[str]:
+    """The short human summary at the top of a `txt` sidecar; `repairs` are what reading the
+    file had to repair or assume (the manifest's notes), one line each."""
     lines = []
     for label, fields in _SUMMARY:
         values = [f"{name} {text}".strip() for name, k in fields if (text := _text(ds, k))]
@@ -88,26 +92,32 @@ def summary_lines(ds: Dataset, rows: Sequence[ManifestRow]) -> list[str]:
         lines.append(f"{'Window:':<11} {_window_line(rows)}")
         if written := [r.output for r in rows if r.output]:
             lines.append(f"{'Written:':<11} {', '.join(written)}")
+    lines += [f"{'Repaired:':<11} {repair}" for repair in repairs]
     return lines
 
 
-def sidecar_txt(ds: Dataset, rows: Sequence[ManifestRow]) -> str:
+def sidecar_txt(ds: Dataset, rows: Sequence[ManifestRow], repairs: Sequence[str] = ()) -> str:
     """Summary, a blank line, then the complete header (long values shortened)."""
     from ..dicom.metadata import dump_lines
 
-    return "\n".join([*summary_lines(ds, rows), "", *dump_lines(ds)]) + "\n"
+    return "\n".join([*summary_lines(ds, rows, repairs), "", *dump_lines(ds)]) + "\n"
 
 
-def sidecar_json(ds: Dataset, rows: Sequence[ManifestRow]) -> str:
-    """The header as DICOM JSON, plus what dcmexport wrote from it and with which window."""
+def sidecar_json(ds: Dataset, rows: Sequence[ManifestRow], repairs: Sequence[str] = ()) -> str:
+    """The header as DICOM JSON, plus what dcmexport wrote from it, with which window, and
+    what reading the file had to repair (`repairs`: the same texts as the manifest's notes),
+    so the JSON alone says that, say, a truncated file's missing pixels were shown as 0."""
     from ..dicom.metadata import to_json_model
 
     document = to_json_model(ds)
-    document["dcmexport"] = {
+    block: dict[str, object] = {
         "outputs": [
             {k: v for k, v in dataclasses.asdict(r).items() if v not in (None, "")} for r in rows
         ]
     }
+    if repairs:
+        block["repairs"] = list(repairs)
+    document["dcmexport"] = block
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -133,7 +143,9 @@ class SidecarExporter:
         header = instance.ds if instance.metadata_ds is None else instance.metadata_ds
         if options.metadata_phi is MetadataPhi.NONE:  # input names may name the patient
             rows = [dataclasses.replace(r, source="", output="", note="") for r in rows]
-        text = render(header, rows)
+        # the repairs reading the pixels needed (our own texts, never header values): they are
+        # added to the manifest's notes after the exporters ran, so the rows do not carry them
+        text = render(header, rows, decoding.repair_notes(instance.ds))
         (target,) = self.targets(instance, options)
         output = store.put(target.rel, text.encode("utf-8"))
         return [

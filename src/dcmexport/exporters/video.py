@@ -138,6 +138,26 @@ def gif_delay_cs(clock_ms: float, shown_cs: int) -> int:
     return max(round(clock_ms / 10) - shown_cs, GIF_MIN_DELAY_CS)
 
 
+def fit_into(image: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """`image` (grey or RGB uint8) scaled to fit inside rows × columns with its aspect ratio
+    kept, centred on black: a frame of another size in a video of the first frame's size.
+
+    What a viewer does with such a frame (fit to the window, never stretch), and what
+    ffmpeg's ``scale=W:H:force_original_aspect_ratio=decrease,pad=W:H:(ow-iw)/2:(oh-ih)/2``
+    gives; ffmpeg's automatic scaling on a size change would stretch it instead.
+    """
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    scale = min(rows / height, columns / width)
+    size = (max(round(width * scale), 1), max(round(height * scale), 1))  # PIL: (w, h)
+    resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+    out = np.zeros((rows, columns, *image.shape[2:]), dtype=image.dtype)
+    top, left = (rows - size[1]) // 2, (columns - size[0]) // 2
+    out[top : top + size[1], left : left + size[0]] = resized
+    return out
+
+
 def pad_to_even(image: np.ndarray) -> np.ndarray:
     """Repeat the last row/column where a size is odd: yuv420p needs even dimensions."""
     rows, columns = image.shape[:2]
