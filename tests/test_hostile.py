@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -271,6 +272,7 @@ def test_info_on_a_hostile_file_is_one_line(tmp_path: Path, capsys) -> None:
         ("unknown_vr_zz.dcm", "unknown value representation"),
         ("bits_allocated_32768.dcm", "pixel description is invalid"),
         ("truncated_bits_allocated_32768.dcm", "Bits Allocated (0028,0100) is 32768"),
+        ("bits_stored_as_empty_ui.dcm", "BitsStored (0028,0101) is not one number (VR UI)"),
     ],
 )
 def test_fuzz_crash_classes_have_plain_reasons(tmp_path: Path, name: str, expected: str) -> None:
@@ -288,3 +290,34 @@ def test_fuzz_crash_classes_have_plain_reasons(tmp_path: Path, name: str, expect
 
 def test_the_dicom_room_defaults_agree_with_the_options() -> None:
     assert limits.DefaultLimits() == limits.DefaultLimits(**vars(Limits()))
+
+
+def test_a_cine_too_wide_for_h264_still_gets_its_gif_and_stills(tmp_path: Path) -> None:
+    """Fuzz class: libx264 refused a 65535-wide clip with FFmpeg's "Generic error"; now the
+    MP4 is one error row saying why, and the GIF and stills are written."""
+    out = tmp_path / "out"
+    args = ["convert", str(DATA / "cine_wider_than_h264.dcm"), "-o", str(out), "-q"]
+    assert main([*args, "--frames", "first"]) == 1
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    assert [(r["status"], Path(r["output"]).suffix) for r in rows] == [
+        ("error", ""),
+        ("ok", ".gif"),
+        ("ok", ".png"),
+    ]
+    assert "larger than H.264 video allows" in rows[0]["error"]
+    assert (out / rows[1]["output"]).stat().st_size > 0
+
+
+def test_the_mp4_writer_refuses_a_frame_that_is_not_an_image(tmp_path: Path) -> None:
+    """Fuzz class: a JPEG-LS frame decoded to 240 x 0 x 3 reached PyAV as an IndexError."""
+    import numpy as np
+
+    from dcmexport.errors import PixelDataError
+    from dcmexport.exporters.video import ClipTiming, Mp4Writer
+
+    writer = Mp4Writer(tmp_path / "x.mp4", ClipTiming(Fraction(10), "test"), 240, 2)
+    try:
+        with pytest.raises(PixelDataError, match="not an image"):
+            writer.write(np.zeros((240, 0, 3), np.uint8))
+    finally:
+        writer.abort()

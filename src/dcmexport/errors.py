@@ -31,6 +31,10 @@ class PixelDataError(DcmExportError):
     """The pixel data or its description is broken (truncated, inconsistent, undecodable)."""
 
 
+class VideoError(DcmExportError):
+    """The video encoder cannot take these frames (too large for H.264, or refused them)."""
+
+
 class WindowError(DcmExportError):
     """The requested VOI (window or VOI LUT) does not exist in, or does not fit, the file."""
 

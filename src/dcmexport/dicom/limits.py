@@ -26,6 +26,7 @@ from typing import BinaryIO, Protocol
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
+from pydicom.valuerep import VR
 
 from ..errors import LimitError, PixelDataError
 
@@ -118,6 +119,41 @@ def _declared_frames(ds: Dataset) -> int:
         return 1
 
 
+#: The Image Pixel elements that are one unsigned number (US); a damaged file may carry
+#: another VR or several values, which the decoders compare as numbers and crash on
+_DESCRIPTION_NUMBERS = {
+    "SamplesPerPixel": "(0028,0002)",
+    "Rows": "(0028,0010)",
+    "Columns": "(0028,0011)",
+    "BitsAllocated": "(0028,0100)",
+    "BitsStored": "(0028,0101)",
+    "HighBit": "(0028,0102)",
+    "PixelRepresentation": "(0028,0103)",
+    "PlanarConfiguration": "(0028,0006)",
+}
+
+
+_KNOWN_VRS = frozenset(str(vr) for vr in VR)
+
+
+def check_description_numbers(ds: Dataset) -> None:
+    """`PixelDataError` if an Image Pixel element that must be one number is not."""
+    for keyword, tag in _DESCRIPTION_NUMBERS.items():
+        try:
+            value = ds.get(keyword)
+        except Exception:
+            value = object()
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            continue  # absent (or empty, as pydicom reads an empty US) is the decoder's call
+        vr = str(getattr(ds.get_item(keyword), "VR", "") or "")
+        what = (
+            f"has an unknown value representation {vr!r}"
+            if vr not in _KNOWN_VRS
+            else f"is not one number (VR {vr})"
+        )
+        raise PixelDataError(f"the image pixel description is invalid: {keyword} {tag} {what}")
+
+
 def check_dataset(
     ds: Dataset, encapsulated: bool, *, video: bool = False, truncated: bool = False
 ) -> int:
@@ -131,6 +167,8 @@ def check_dataset(
     can be bigger than the file itself. So are fewer fragments in a file known to be cut
     inside its pixel data (`truncated`): the count is the fragments there are.
     """
+    if "PixelData" in ds:
+        check_description_numbers(ds)
     rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
     samples = _int(ds, "SamplesPerPixel", 1)
     check_frame_pixels(rows, columns, samples)

@@ -12,13 +12,14 @@ from typing import ClassVar
 from pydicom.dataset import Dataset
 
 from ..dicom import decoding
-from ..manifest import Kind, ManifestRow
+from ..errors import VideoError
+from ..manifest import Kind, ManifestRow, Status
 from ..options import ConvertOptions, VideoFormat
 from ..store import Store
 from .base import Instance, Level, SeriesJob, Target
 from .cine import Clip, MultiFrameClip, SliceClip, export_clip
 from .remux import remux_to_mp4
-from .video import clip_timing
+from .video import check_h264_size, clip_timing
 
 
 def write_videos(
@@ -35,9 +36,17 @@ def write_videos(
     """`OUT/<base>.mp4` and/or `.gif` for a clip, with one manifest row each."""
     timing = clip_timing(ds, clip.n_frames, options.fps)
     targets = {video: f"{base}.{video}" for video in options.video.kinds}
+    rows = []
+    if "mp4" in targets:
+        try:
+            check_h264_size(clip.rows, clip.columns)
+        except VideoError as exc:  # the GIF and the stills are still written
+            del targets["mp4"]
+            rows.append(ManifestRow(source, status=Status.ERROR, error=str(exc), kind=kind))
+    if not targets:
+        return rows
     result = export_clip(clip, options.window, timing, targets, store, options.overlays)
     center, width, label = result.window
-    rows = []
     for video, rel in targets.items():
         text = "; ".join(n for n in (note, result.notes[video]) if n)
         if options.raw:

@@ -19,7 +19,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from ..dicom.values import decimal_value
-from ..errors import UsageError
+from ..errors import PixelDataError, UsageError, VideoError
 
 DEFAULT_FPS = Fraction(10)
 #: x264 constant quality (18–23 is "visually lossless" to "good"): on a noisy 512² fluoroscopy
@@ -165,6 +165,22 @@ def pad_to_even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, pad, mode="edge") if rows % 2 or columns % 2 else image
 
 
+#: libx264 refuses a side over 16,384 pixels and frames beyond its level limits; checked
+#: before the encoder opens, so the reason is ours and not FFmpeg's "Generic error"
+H264_MAX_SIDE = 16384
+H264_MAX_PIXELS = 8192 * 8192
+
+
+def check_h264_size(rows: int, columns: int) -> None:
+    """`VideoError` if H.264 cannot hold frames of rows x columns."""
+    if max(rows, columns) > H264_MAX_SIDE or rows * columns > H264_MAX_PIXELS:
+        raise VideoError(
+            f"frames of {columns} x {rows} pixels are larger than H.264 video allows "
+            f"({H264_MAX_SIDE} pixels a side, {H264_MAX_PIXELS:,} a frame): no MP4 "
+            "(use --video gif or --video none)"
+        )
+
+
 class Mp4Writer:
     """Encode 8-bit grey or RGB frames to an H.264 MP4 as they arrive.
 
@@ -177,6 +193,7 @@ class Mp4Writer:
         import av
         from av.video.reformatter import ColorRange, Colorspace
 
+        check_h264_size(rows, columns)
         self._av = av
         self._reformat: dict[str, Any] = {
             "format": "yuv420p",
@@ -207,6 +224,8 @@ class Mp4Writer:
 
     def write(self, image: np.ndarray) -> None:
         """Encode one (rows, columns) grey or (rows, columns, 3) RGB uint8 frame."""
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)) or not image.size:
+            raise PixelDataError(f"a decoded frame of shape {image.shape} is not an image")
         layout = "gray" if image.ndim == 2 else "rgb24"
         frame = self._av.VideoFrame.from_ndarray(
             np.ascontiguousarray(pad_to_even(image)), format=layout
@@ -220,7 +239,11 @@ class Mp4Writer:
         else:
             frame.pts = self._index
         self._index += 1
-        for packet in self._stream.encode(frame):
+        try:
+            packets = self._stream.encode(frame)
+        except self._av.error.FFmpegError as exc:  # e.g. the encoder would not open
+            raise VideoError(f"the H.264 encoder refused the frames: {exc}") from exc
+        for packet in packets:
             self._container.mux(packet)
         self.frames += 1
 
