@@ -165,6 +165,9 @@ def test_xa_brightness_ramp_survives_in_mp4_and_gif(xa: Path, xa_out: Path) -> N
     # the GIF is the exact 8-bit rendering: the still of each frame, as dcm2pnm would give it
     still = np.asarray(Image.open(io.BytesIO(_still(xa, 30))))
     assert np.array_equal(gif_frames(xa_out / "xa.gif")[0][29][..., 0], still)
+    # the MP4 is the same picture through H.264 (lossy) and limited-range luma: no level shift
+    decoded = mp4_frames(xa_out / "xa.mp4", "gray")[29].astype(int)
+    assert abs((decoded - still).mean()) < 1.0 and np.abs(decoded - still).mean() < 3.0
 
 
 def _still(path: Path, frame: int) -> bytes:
