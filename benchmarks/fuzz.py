@@ -7,7 +7,8 @@ corrupted VRs and values, absurd Rows/Columns/Number of Frames/Bits Allocated, d
 nesting, and mutated DICOMDIR records. Each batch of mutants is run through
 
 - ``dcmexport convert BATCH -o OUT -j 2`` (exit code, traceback on stderr, manifest, hang,
-  peak RSS of the process tree),
+  peak RSS of the process tree), and the same over the batch's DICOMDIR sets with
+  ``--video none --frames first`` (their real files are not the mutants: only the DICOMDIR is),
 - ``dcmexport info`` and ``info --json`` on every file (in one process that calls the CLI's
   `main` per file, so an escaping exception is caught and classified),
 - ``dcmexport index BATCH -o TABLE.csv``.
@@ -81,12 +82,24 @@ def _element_offsets(data: bytes) -> list[int]:
     return [m.start() for m in re.finditer(rb"[\x00-\x7f][\x00-\xff]{3}[A-Z]{2}", data[132:])]
 
 
-def mutate(data: bytes, rng: random.Random) -> bytes:
-    """One to three mutations of `data`."""
+_SEEDS: dict[Path, tuple[bytes, list[int]]] = {}
+
+
+def _seed(path: Path) -> tuple[bytes, list[int]]:
+    """A seed's bytes and element offsets, read and searched once per run."""
+    if path not in _SEEDS:
+        data = path.read_bytes()
+        _SEEDS[path] = data, _element_offsets(data)
+    return _SEEDS[path]
+
+
+def mutate(data: bytes, rng: random.Random, offsets: list[int] | None = None) -> bytes:
+    """One to three mutations of `data` (`offsets`: its element offsets, if known; a later
+    mutation may use offsets an earlier one moved, which only makes it more random)."""
     out = bytearray(data)
+    offsets = _element_offsets(data) if offsets is None else offsets
     for _ in range(rng.randint(1, 3)):
         kind = rng.choice(["flip", "truncate", "length", "vr", "size", "bytes", "nest"])
-        offsets = _element_offsets(bytes(out))
         if kind == "flip" and out:
             for _ in range(rng.randint(1, 16)):
                 out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
@@ -248,51 +261,71 @@ def fuzz_batch(
                 shutil.copy(example, kept)
             finding.example = str(kept)
 
-    out = folder.parent / f"{folder.name}-out"
-    convert = [PYTHON, "-m", "dcmexport", "convert", str(folder), "-o", str(out), "-j", "2"]
-    code, err, rss, seconds = run([*convert, "-q", "--timeout", "60"], CONVERT_TIMEOUT)
-    stats.update(convert_exit=code, convert_rss_mb=rss // 2**20, convert_s=round(seconds, 1))
-    if code is None:
-        found("convert: hang (whole batch)", None)
-    elif code not in (0, 1):
-        found(f"convert: exit {code}: {_traceback_class(err)}", None)
-    if "Traceback" in err:
-        found(f"convert: traceback: {_traceback_class(err)}", None)
-    if rss > RSS_LIMIT:
-        found("convert: over 1 GB", None)
-    if code in (0, 1) and not (out / "manifest.csv").exists():
-        found("convert: no manifest", None)
-    if (out / "manifest.csv").exists():  # a reason nobody wrote yet is a class too
-        with open(out / "manifest.csv", newline="", errors="replace") as f:
-            for row in csv.DictReader(f):
-                if row["error"].startswith("unexpected "):
-                    kind = row["error"].split(":")[0]
-                    found(f"convert: {kind}", Path(row["source"]))
+    # the mutants with the default options (stills, video, everything), then the DICOMDIR
+    # sets: their mutated DICOMDIR is the point, the real files it references are not, so
+    # those convert as first-frame stills only (a set is ~76 real files, cines included)
+    sets = folder.parent / f"{folder.name}-sets"
+    runs = [(folder, []), (sets, ["--video", "none", "--frames", "first"])]
+    seconds_total, rss_max = 0.0, 0
+    for tree, extra in runs:
+        if not tree.is_dir():
+            continue
+        out = tree.parent / f"{tree.name}-out"
+        convert = [PYTHON, "-m", "dcmexport", "convert", str(tree), "-o", str(out), "-j", "2"]
+        code, err, rss, seconds = run([*convert, "-q", "--timeout", "60", *extra], CONVERT_TIMEOUT)
+        seconds_total, rss_max = seconds_total + seconds, max(rss_max, rss)
+        stats.update(convert_exit=max(code or 0, int(stats.get("convert_exit") or 0)))
+        if code is None:
+            found("convert: hang (whole batch)", None)
+        elif code not in (0, 1):
+            found(f"convert: exit {code}: {_traceback_class(err)}", None)
+        if "Traceback" in err:
+            found(f"convert: traceback: {_traceback_class(err)}", None)
+        if rss > RSS_LIMIT:
+            found("convert: over 1 GB", None)
+        if code in (0, 1) and not (out / "manifest.csv").exists():
+            found("convert: no manifest", None)
+        if (out / "manifest.csv").exists():  # a reason nobody wrote yet is a class too
+            with open(out / "manifest.csv", newline="", errors="replace") as f:
+                for row in csv.DictReader(f):
+                    if row["error"].startswith("unexpected "):
+                        kind = row["error"].split(":")[0]
+                        found(f"convert: {kind}", Path(row["source"]))
+        shutil.rmtree(out, ignore_errors=True)
+    stats.update(convert_rss_mb=rss_max // 2**20, convert_s=round(seconds_total, 1))
     table = folder.parent / f"{folder.name}-index.csv"
-    code, err, rss, seconds = run(
-        [PYTHON, "-m", "dcmexport", "index", str(folder), "-o", str(table), "-q", "-j", "2"],
-        CONVERT_TIMEOUT,
-    )
+    trees = [str(folder), *([str(sets)] if sets.is_dir() else [])]
+    index = [PYTHON, "-m", "dcmexport", "index", *trees, "-o", str(table), "-q", "-j", "2"]
+    code, err, rss, seconds = run(index, CONVERT_TIMEOUT)
     stats.update(index_exit=code, index_s=round(seconds, 1))
     if code is None or code not in (0, 1, 2) or "Traceback" in err:
         found(f"index: exit {code}: {_traceback_class(err)}", None)
     dicom = [str(p) for p in files if p.is_file()]
     started = time.monotonic()
-    proc = subprocess.run(
-        ["nice", "-n", "19", PYTHON, "-c", _INFO_LOOP, *dicom],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=CONVERT_TIMEOUT,
-    )
+    loops = [  # two loops side by side, one per core
+        subprocess.Popen(
+            ["nice", "-n", "19", PYTHON, "-c", _INFO_LOOP, *dicom[half::2]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=_env(),
+        )
+        for half in (0, 1)
+    ]
+    problems: list[list[str]] = []
+    for proc in loops:
+        try:
+            stdout, _ = proc.communicate(timeout=CONVERT_TIMEOUT)
+            problems += json.loads(stdout.strip().splitlines()[-1]) if stdout else []
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            problems.append(["?", "", "info loop hung"])
+        except (json.JSONDecodeError, IndexError):
+            problems.append(["?", "", f"info loop died: exit {proc.returncode}"])
     stats["info_s"] = round(time.monotonic() - started, 1)
-    try:
-        problems = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout else []
-    except (json.JSONDecodeError, IndexError):
-        problems = [["?", "", f"info loop died: exit {proc.returncode}"]]
     for path, extra, what in problems:
         found(f"info {extra}: {what}".replace("  ", " "), Path(path))
-    shutil.rmtree(out, ignore_errors=True)
     table.unlink(missing_ok=True)
     return stats
 
@@ -303,10 +336,12 @@ def make_batch(folder: Path, seed_files: list[Path], size: int, rng: random.Rand
     made = []
     for i in range(size):
         seed = rng.choice(seed_files)
-        data = mutate(seed.read_bytes(), rng)
+        original, offsets = _seed(seed)
+        data = mutate(original, rng, offsets)
         if seed.name.upper() == "DICOMDIR":
-            target = folder / f"set{i:04d}"
-            shutil.copytree(seed.parent, target, ignore=shutil.ignore_patterns("DICOMDIR"))
+            target = folder.parent / f"{folder.name}-sets" / f"set{i:04d}"
+            skip = shutil.ignore_patterns("DICOMDIR")  # hard links: the real files are only read
+            shutil.copytree(seed.parent, target, ignore=skip, copy_function=os.link)
             path = target / "DICOMDIR"
         else:
             path = folder / f"m{i:04d}_{seed.name}"
@@ -332,12 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     for b in range(args.batches):
         folder = args.out / f"batch{b:03d}"
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder.parent / f"{folder.name}-sets", ignore_errors=True)
         files = make_batch(folder, seed_files + dicomdirs * 5, args.batch_size, rng)
         stats = fuzz_batch(files, folder, findings, args.out / "crashers")
         totals["files"] += len(files)
         print(json.dumps({"batch": b, **stats}), flush=True)
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(folder.parent / f"{folder.name}-sets", ignore_errors=True)
     report = {
         "seed": args.seed,
         "mutants": totals["files"],
