@@ -66,6 +66,10 @@ INSTALL_HINTS: dict[str, str] = {
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
+#: Enough of a file's start for its preamble and (almost always) its whole File Meta
+_HEAD_BYTES = 4096
+
+
 def has_dicm_prefix(path: str | os.PathLike[str]) -> bool:
     """True if the file has the Part 10 preamble and ``DICM`` marker (reads 132 bytes).
 
@@ -104,8 +108,11 @@ def read_dataset(
             source = io.BytesIO(whole)
             if part10 and not _maybe_deflated(whole):
                 part10_plain = True
-        else:
-            part10, size = has_dicm_prefix(path), None
+        else:  # a header-only or a large read: the head says Part 10, and which syntax
+            with open(path, "rb") as f:
+                head = f.read(_HEAD_BYTES)
+            part10, size = head[128:132] == b"DICM", None
+            part10_plain = part10 and not _maybe_deflated(head)
             source = path
             if not part10:
                 size = os.stat(path).st_size

@@ -126,9 +126,9 @@ def _raw_items(raw: Any, vr: str) -> Any:
 def _element_value(ds: Dataset, tag: int, vr: str) -> Any:
     """The value of `tag` (from the file meta for group 0002); None if absent."""
     source = getattr(ds, "file_meta", None) if tag >> 16 == 0x0002 else ds
-    if source is None or tag not in source:
+    element = None if source is None else source.get_item(tag)  # None when absent
+    if element is None:
         return None
-    element = source.get_item(tag)
     if getattr(element, "is_raw", False):
         items = _raw_items(element, vr)
         if items is not _USE_PYDICOM:
