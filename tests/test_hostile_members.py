@@ -121,6 +121,11 @@ def test_index_reads_archive_members_as_convert_does(
     out = tmp_path / "out"
     assert main(["convert", str(archive), "-o", str(out), "-q", "--video", "none"]) == 1
     assert [r["source"] for r in _manifest(out) if not r["frame"]] == shown
+    # and says of a file cut inside its header what index says (was "skipped: no pixel data")
+    cut = next(r for r in _manifest(out) if r["source"] == f"{archive}/cut/truncated.dcm")
+    index_cut = by_path[f"{archive}/cut/truncated.dcm"]
+    assert (cut["status"], cut["error"]) == ("error", index_cut["error"])
+    assert index_cut["error"].startswith("truncated DICOM file: it ends inside")
     # with workers: the same table
     again = tmp_path / "t2.csv"
     assert main(["index", str(archive), "-o", str(again), "-q", "-j", "2"]) == 1

@@ -22,6 +22,7 @@ from pydicom.uid import UID
 
 from .. import errors
 from . import codecs, limits, native, salvage
+from .tags import tag_text
 
 log = logging.getLogger(__name__)
 
@@ -529,6 +530,23 @@ def _cut_fragments(ds: Dataset) -> int | None:
     if salvaged is None or salvaged.where != "Pixel Data":
         return None
     return int(salvaged.complete)
+
+
+def header_truncation(ds: Dataset) -> str | None:
+    """Why a header that pydicom read without complaint is cut short, or None.
+
+    pydicom stops silently at the end of a file, so a file cut inside its header reads as
+    a shorter data set, whose last element holds fewer bytes than its length says. `index`
+    calls such a file an error, and so does `convert` (not "no pixel data").
+    """
+    tags = list(ds.keys())
+    if not tags:
+        return "truncated DICOM file: no data set after the file meta"
+    last = ds.get_item(max(tags))
+    length, value = getattr(last, "length", None), getattr(last, "value", None)
+    if isinstance(value, bytes) and isinstance(length, int) and len(value) < length:
+        return f"truncated DICOM file: it ends inside {tag_text(max(tags))}"
+    return None
 
 
 def describe_truncation(ds: Dataset, size: int | None) -> str | None:

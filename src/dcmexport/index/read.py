@@ -7,12 +7,9 @@ import os
 import warnings
 from collections.abc import Sequence
 
-from pydicom.dataset import Dataset
-
 from .. import sources
 from ..dicom import decoding, limits
 from ..dicom.faults import PASS_THROUGH, plain_reason
-from ..dicom.tags import tag_text
 from ..errors import DcmExportError, InputReadError, NotDicomError
 from ..naming import display_path
 from ..sources import InputKind, InputRef
@@ -20,22 +17,6 @@ from .columns import Column, Row, column_spec
 from .values import _dicom_values
 
 log = logging.getLogger(__name__)
-
-
-def _truncation(ds: Dataset) -> str | None:
-    """Why a header that pydicom read without complaint is cut short, or None.
-
-    pydicom stops silently at the end of a file, so a file cut inside its header reads as
-    a shorter data set, whose last element holds fewer bytes than its length says.
-    """
-    tags = list(ds.keys())
-    if not tags:
-        return "truncated DICOM file: no data set after the file meta"
-    last = ds.get_item(max(tags))
-    length, value = getattr(last, "length", None), getattr(last, "value", None)
-    if isinstance(value, bytes) and isinstance(length, int) and len(value) < length:
-        return f"truncated DICOM file: it ends inside {tag_text(max(tags))}"
-    return None
 
 
 def _opened(path: str | InputRef) -> str | bytes | InputRef:
@@ -62,7 +43,7 @@ def _read_values(
             ds = decoding.read_dataset(header, stop_before_pixels=True)
     else:
         ds = decoding.read_dataset(source, stop_before_pixels=True)
-    problem = _truncation(ds)
+    problem = decoding.header_truncation(ds)
     if problem:
         raise NotDicomError(problem)
     row = _dicom_values(ds, specs, _shown(path))

@@ -126,7 +126,9 @@ def _raw_items(raw: Any, vr: str) -> Any:
 def _element_value(ds: Dataset, tag: int, vr: str) -> Any:
     """The value of `tag` (from the file meta for group 0002); None if absent."""
     source = getattr(ds, "file_meta", None) if tag >> 16 == 0x0002 else ds
-    element = None if source is None else source.get_item(tag)  # None when absent
+    if source is None:
+        return None
+    element = source.get_item(tag)  # None when absent
     if element is None:
         return None
     if getattr(element, "is_raw", False):

@@ -33,6 +33,9 @@ def check_renderable(ds: Dataset) -> PixelDescription:
     if private:
         raise PixelDataError(private)
     if keyword is None:
+        cut = decoding.header_truncation(ds)  # the pixels may be what the cut lost
+        if cut:
+            raise PixelDataError(cut)
         raise NoPixelDataError(decoding.describe_missing_pixels(ds))
     return fastpath.pixel_description(ds)
 
