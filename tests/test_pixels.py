@@ -919,3 +919,25 @@ def test_xa_ignores_rescale_like_dcmtk() -> None:
         stored, sop_class="1.2.840.10008.5.1.4.1.1.12.1", RescaleSlope=2, RescaleIntercept=5
     )
     assert render_frame(ds, window="100,101").tolist() == expected_linear(stored, 100, 101, 8)
+
+
+@pytest.mark.parametrize("subsampled", [False, True])
+def test_ybr_to_rgb_in_row_bands_is_the_same_and_bounded(monkeypatch, subsampled: bool) -> None:
+    """Fuzz class: a YBR frame with a lying Columns (240 x 65535) took 1.2 GB converting in
+    float64 at once; it now converts in bands of rows, with the same (DCMTK-exact) result."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 256, (600, 500, 3), dtype=np.uint8)
+    whole = px.convert_ybr_to_rgb(small, 8, subsampled=subsampled)
+    monkeypatch.setattr(px, "_YBR_CHUNK_PIXELS", 1 << 12)
+    assert np.array_equal(px.convert_ybr_to_rgb(small, 8, subsampled=subsampled), whole)
+    monkeypatch.undo()
+    large = rng.integers(0, 256, (3000, 2000, 3), dtype=np.uint8)  # 6 Mpx, 18 MB
+    tracemalloc.start()
+    try:
+        px.convert_ybr_to_rgb(large, 8, subsampled=subsampled)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 150 * 2**20, peak  # was ~80 bytes a pixel (~480 MB)

@@ -150,6 +150,11 @@ def padding_mask(
     return (stored >= low) & (stored <= high)
 
 
+#: Pixels converted at a time, so a large colour frame costs its output and a band, not ~80
+#: bytes a pixel (the arithmetic and its truncation stay float64, exact against DCMTK)
+_YBR_CHUNK_PIXELS = 1 << 20
+
+
 def convert_ybr_to_rgb(ybr: np.ndarray, bits: int, *, subsampled: bool = False) -> np.ndarray:
     """YBR_FULL or YBR_FULL_422 (already upsampled) to RGB (PS3.3 C.7.6.3.1.2), as DCMTK does.
 
@@ -159,6 +164,14 @@ def convert_ybr_to_rgb(ybr: np.ndarray, bits: int, *, subsampled: bool = False) 
     whereas centring on 2^(bits−1) is off by 2 on about a sixth of the pixels.
     """
     v = np.asarray(ybr)
+    rows = v.shape[0] if v.ndim == 3 else 0
+    step = max(_YBR_CHUNK_PIXELS // max(v.shape[1], 1), 1) if rows else 0
+    if rows > step:  # row bands: the float64 work costs ~80 bytes a pixel at its peak
+        out = np.empty(v.shape, np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32)
+        for start in range(0, rows, step):
+            band = v[start : start + step]
+            out[start : start + step] = convert_ybr_to_rgb(band, bits, subsampled=subsampled)
+        return out
     top = float((1 << bits) - 1)
     y, cb, cr = (v[..., i].astype(np.float64) for i in range(3))
     if bits == 8 and not subsampled:
