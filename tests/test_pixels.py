@@ -941,3 +941,13 @@ def test_ybr_to_rgb_in_row_bands_is_the_same_and_bounded(monkeypatch, subsampled
     finally:
         tracemalloc.stop()
     assert peak < 150 * 2**20, peak  # was ~80 bytes a pixel (~480 MB)
+
+
+def test_lut_data_that_is_not_numbers_is_a_malformed_lut() -> None:
+    """Fuzz class: LUT Data whose VR was mutated to a text VR reached `int()` and came out
+    as "unexpected ValueError" with the data's bytes in the reason."""
+    item = Dataset()
+    item.LUTDescriptor = [2, 0, 12]
+    item.add_new(0x00283006, "LO", ["&", "'"])
+    with pytest.raises(PixelDataError, match="LUT Data is not 16-bit numbers"):
+        read_lut(item, Dataset(), signed_input=False)

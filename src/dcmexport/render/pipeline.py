@@ -146,7 +146,10 @@ def read_lut(item: Dataset, ds: Dataset, signed_input: bool) -> tuple[int, int, 
     first %= 65536
     if signed_input and first >= 32768:
         first -= 65536
-    words = lut_words(raw, ds)
+    try:
+        words = lut_words(raw, ds)
+    except (TypeError, ValueError, OverflowError) as exc:  # LUT Data of a text VR, say
+        raise PixelDataError(f"malformed LUT (LUT Data is not 16-bit numbers: {exc})") from None
     if len(words) == (entries + 1) // 2 and entries > 1:  # 8-bit entries packed in words
         data = words.astype("<u2").view(np.uint8)[:entries].astype(np.int64)
     else:
