@@ -321,3 +321,13 @@ def test_the_mp4_writer_refuses_a_frame_that_is_not_an_image(tmp_path: Path) -> 
             writer.write(np.zeros((240, 0, 3), np.uint8))
     finally:
         writer.abort()
+
+
+def test_a_reason_never_quotes_a_header_value() -> None:
+    """An exception message may quote the value it choked on (a name, an ID): the reason
+    keeps element names, VRs and numbers, and leaves the value out."""
+    reason = plain_reason(ValueError("invalid literal for int() with base 10: 'DOE^JOHN'"))
+    assert "DOE" not in reason and reason.endswith("'…'")
+    kept = plain_reason(ValueError("A (0028,0100) 'Bits Allocated' value of '32768' is invalid"))
+    assert "'Bits Allocated'" in kept and "'32768'" in kept
+    assert "'ZZ'" in plain_reason(NotImplementedError("Unknown Value Representation 'ZZ'"))

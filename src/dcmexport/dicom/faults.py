@@ -8,21 +8,44 @@ decoder's `PanicException` (a `BaseException`, and not picklable back from a wor
 
 from __future__ import annotations
 
+import functools
+import re
 import struct
 
 #: Exceptions that are the user's (or the interpreter's) and must pass every guard.
 PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
+#: A value an exception message quotes ('DOE^JOHN'); VR codes and numbers or UIDs are kept
+_QUOTED = re.compile(r"""(['"])(.*?)\1""")
+_HARMLESS = re.compile(r"[A-Z]{2}|[0-9.+-]*")
+
+
+@functools.cache
+def _element_names() -> frozenset[str]:
+    from pydicom.datadict import DicomDictionary
+
+    return frozenset(name for entry in DicomDictionary.values() for name in (entry[2], entry[4]))
+
+
+def _redacted(match: re.Match[str]) -> str:
+    quote, value = match.group(1), match.group(2)
+    if _HARMLESS.fullmatch(value) or value in _element_names():  # 'Bits Allocated'
+        return match.group(0)
+    return f"{quote}…{quote}"
+
+
 def _text(exc: BaseException, limit: int = 200) -> str:
-    return " ".join(str(exc).split())[:limit]
+    """The message on one line, with the values it quotes left out: a header value in a
+    reason would put patient data in the manifest and the log."""
+    return _QUOTED.sub(_redacted, " ".join(str(exc).split()))[:limit]
 
 
 def plain_reason(exc: BaseException) -> str:
     """The one-line manifest reason for an exception that is not one of ours."""
     name = type(exc).__name__
     text = _text(exc)
-    lowered = text.lower()
+    lowered = " ".join(str(exc).split()).lower()  # classified on the whole message
     if isinstance(exc, MemoryError):
         return "out of memory reading this file (its header claims far more data than it holds?)"
     if name == "PanicException":  # pyo3: a Rust decoder gave up on the data

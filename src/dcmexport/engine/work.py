@@ -86,11 +86,6 @@ class FileResult:
     written: dict[str, tuple[int, int] | None] | None = None
 
 
-def failure_reason(exc: BaseException) -> str:
-    """The one-line reason for an exception nobody foresaw (a bug or an odd fault)."""
-    return f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-
-
 def guarded(source: str, seq: int, note: str, work: Callable[[], list[ManifestRow]]) -> FileResult:
     """Run one unit of work, turning expected faults into `skipped`/`error` results."""
     try:
