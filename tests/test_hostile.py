@@ -273,6 +273,7 @@ def test_info_on_a_hostile_file_is_one_line(tmp_path: Path, capsys) -> None:
         ("bits_allocated_32768.dcm", "pixel description is invalid"),
         ("truncated_bits_allocated_32768.dcm", "Bits Allocated (0028,0100) is 32768"),
         ("bits_stored_as_empty_ui.dcm", "BitsStored (0028,0101) is not one number (VR UI)"),
+        ("lying_rows_ybr.dcm", "frame 1 is mostly missing"),
     ],
 )
 def test_fuzz_crash_classes_have_plain_reasons(tmp_path: Path, name: str, expected: str) -> None:

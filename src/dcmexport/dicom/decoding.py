@@ -606,6 +606,11 @@ def _native_truncation(ds: Dataset) -> tuple[int, int, int] | None:
     return result
 
 
+#: A cut frame is padded with zeros to be drawn; past this size only if at least half of it
+#: is there (a header claiming 65535 rows over a few KB of pixels would take GBs to render)
+_PAD_FLOOR = 16 * 2**20
+
+
 def _truncated_native_frame(ds: Dataset, frame_index: int) -> np.ndarray:
     """A frame of truncated native pixel data: complete, or padded with zeros if cut."""
     present, _, frame_bytes = _native_truncation(ds) or (0, 0, 0)
@@ -613,6 +618,12 @@ def _truncated_native_frame(ds: Dataset, frame_index: int) -> np.ndarray:
     if start >= present:
         raise errors.PixelDataError(
             f"frame {frame_index + 1} is missing: the file is truncated inside its pixel data"
+        )
+    held = min(present - start, frame_bytes)
+    if frame_bytes > _PAD_FLOOR and held * 2 < frame_bytes:  # a lying Rows/Columns, mostly
+        raise errors.PixelDataError(
+            f"frame {frame_index + 1} is mostly missing: the file holds {held} of its "
+            f"{frame_bytes} bytes (Rows x Columns describe far more than the file has)"
         )
     data = bytes(ds.PixelData[start : start + frame_bytes])
     return _native_frame(ds, data.ljust(frame_bytes, b"\0"), transfer_syntax(ds))
