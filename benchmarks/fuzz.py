@@ -298,7 +298,7 @@ def fuzz_batch(
         if (out / "manifest.csv").exists():  # a reason nobody wrote yet is a class too
             with open(out / "manifest.csv", newline="", errors="replace") as f:
                 for row in csv.DictReader(f):
-                    if row["error"].startswith("unexpected "):
+                    if (row.get("error") or "").startswith("unexpected "):
                         kind = row["error"].split(":")[0]
                         found(f"convert: {kind}", Path(row["source"]))
         shutil.rmtree(out, ignore_errors=True)

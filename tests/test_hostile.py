@@ -332,3 +332,36 @@ def test_a_reason_never_quotes_a_header_value() -> None:
     kept = plain_reason(ValueError("A (0028,0100) 'Bits Allocated' value of '32768' is invalid"))
     assert "'Bits Allocated'" in kept and "'32768'" in kept
     assert "'ZZ'" in plain_reason(NotImplementedError("Unknown Value Representation 'ZZ'"))
+
+
+def test_a_carriage_return_in_a_value_keeps_manifest_and_table_rows_whole(
+    tmp_path: Path,
+) -> None:
+    """Fuzz class: a window explanation with a bare \\r was written unquoted (csv quotes only
+    its line terminator's characters), so every reader split the manifest row in two."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.11"
+    ds.Rows = ds.Columns = 4
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.WindowCenter, ds.WindowWidth = 128, 256
+    ds.WindowCenterWidthExplanation = "SOFT\rTISSUE"
+    ds.SeriesDescription = "AXIAL\rHEAD"
+    ds.PixelData = bytes(range(16))
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "cr.dcm", enforce_file_format=True)
+    out = tmp_path / "out"
+    assert main(["convert", str(tmp_path / "in"), "-o", str(out), "-q"]) == 0
+    (row,) = _rows(out).values()
+    assert (row["status"], row["voi"]) == ("ok", "SOFT\rTISSUE")
+    table = tmp_path / "t.csv"
+    assert main(["index", str(tmp_path / "in"), "-o", str(table), "-q"]) == 0
+    with open(table, newline="", encoding="utf-8") as f:
+        (indexed,) = list(csv.DictReader(f))
+    assert indexed["SeriesDescription"] == "AXIAL\rHEAD"

@@ -73,14 +73,33 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+class CsvLines:
+    """CSV lines (RFC 4180 quoting) ending in ``\n``, for the manifest and the index.
+
+    Why not `csv.writer(f, lineterminator="\n")`: it quotes a field only for the characters
+    of its line terminator, so a value holding a bare ``\r`` (a damaged header's window
+    explanation, a file name) was written unquoted and broke the row for every reader. Each
+    row is written with ``\r\n`` (so both are quoted) and ends in ``\n``.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+
+    def line(self, cells: Iterable[object]) -> str:
+        """One row as a CSV line."""
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow(cells)
+        return self._buffer.getvalue()[:-2] + "\n"
+
+
 def manifest_text(rows: Iterable[ManifestRow]) -> str:
     """The CSV text (RFC 4180, header first) for `rows`."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(getattr(row, c)) for c in COLUMNS])
-    return buffer.getvalue()
+    lines = CsvLines()
+    out = [lines.line(COLUMNS)]
+    out += (lines.line([_cell(getattr(row, c)) for c in COLUMNS]) for row in rows)
+    return "".join(out)
 
 
 def manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:

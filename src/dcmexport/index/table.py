@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
@@ -14,6 +13,7 @@ from .._version import __version__
 from ..dicom.tags import tag_text
 from ..engine.executor import chunks
 from ..errors import UsageError
+from ..manifest import CsvLines
 from ..store.guard import check_table_target, locked_table_path
 from .columns import ColumnType, Row, column_spec, instance_columns
 
@@ -55,11 +55,11 @@ def _csv_cell(value: Any) -> Any:
 
 def _write_csv(rows: Iterable[Row], target: Path, columns: Sequence[str]) -> int:
     count = 0
+    lines = CsvLines()  # a bare \r in a value is quoted too
     with open(target, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(columns)
+        f.write(lines.line(columns))
         for row in rows:
-            writer.writerow([_csv_cell(row.get(c)) for c in columns])
+            f.write(lines.line([_csv_cell(row.get(c)) for c in columns]))
             count += 1
     return count
 
