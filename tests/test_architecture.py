@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "exporters": {"dicom", "render", "store", *SHARED},
     "engine": {"dicom", "render", "sources", "store", "exporters", *SHARED},
     "index": {"dicom", "sources", "store", "engine", *SHARED},
-    "report": {"dicom", "store", *SHARED},
+    "report": {"dicom", "render", "store", *SHARED},
     "sample": {"errors", "_version"},
     "errors": set(),
     "_version": set(),

@@ -23,26 +23,12 @@ from PIL import Image
 from ..manifest import Kind, ManifestRow
 from ..naming import THUMBNAIL_MAX, needs_thumbnail, thumbnail_name
 from ..options import ConvertOptions, StillFormat
+from ..render.pixels import eight_bit_view
 from ..store import Store
 from .base import Instance, Level, Target
 
 #: JPEG quality of a thumbnail (the report's own thumbnails use the same)
 THUMBNAIL_QUALITY = 85
-
-
-def eight_bit_view(image: np.ndarray, *, stretch: bool) -> np.ndarray:
-    """An 8-bit view of a rendering: as it is if 8-bit; else the top byte of a display
-    rendering (which spans 0-65535), or a min-max stretch of `--raw` stored values (which
-    rarely do). The report's `to_8bit` does the same to a 16-bit still read back."""
-    if image.dtype == np.uint8:
-        return image
-    data = image.astype(np.float64)
-    if stretch:
-        low, high = float(data.min()), float(data.max())
-        data = (data - low) * (255.0 / (high - low)) if high > low else data * 0.0
-    else:
-        data = data / 257.0
-    return np.clip(np.rint(data), 0, 255).astype(np.uint8)
 
 
 def thumbnail_pixels(image: np.ndarray, *, stretch: bool) -> np.ndarray:

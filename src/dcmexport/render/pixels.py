@@ -211,3 +211,18 @@ def rescale_colour_depth(rgb: np.ndarray, bits_in: int, bits_out: int) -> np.nda
     else:
         out = v
     return out.astype(np.uint8 if bits_out == 8 else np.uint16)
+
+
+def eight_bit_view(image: np.ndarray, *, stretch: bool) -> np.ndarray:
+    """An 8-bit view of a rendering (a thumbnail, a report image): as it is if 8-bit; else
+    the top byte of a display rendering (which spans 0-65535), or a min-max stretch of
+    `--raw` stored values (which rarely do)."""
+    if image.dtype == np.uint8:
+        return image
+    data = image.astype(np.float64)
+    if stretch:
+        low, high = float(data.min()), float(data.max())
+        data = (data - low) * (255.0 / (high - low)) if high > low else data * 0.0
+    else:
+        data = data / 257.0
+    return np.clip(np.rint(data), 0, 255).astype(np.uint8)

@@ -29,6 +29,7 @@ from ..naming import (
     needs_thumbnail,
     thumbnail_name,
 )
+from ..render.pixels import eight_bit_view
 from ..store import write_atomic
 
 log = logging.getLogger(__name__)
@@ -79,20 +80,6 @@ def _bounded(width: int, height: int, limit: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def to_8bit(values: np.ndarray, *, stretch: bool) -> np.ndarray:
-    """An 8-bit view of a 16-bit still: the top byte of a display rendering (which already
-    spans 0-65535), or a min-max stretch of `--raw` stored values (which rarely do)."""
-    if values.dtype == np.uint8:
-        return values
-    data = values.astype(np.float64)
-    if stretch:
-        low, high = float(data.min()), float(data.max())
-        data = (data - low) * (255.0 / (high - low)) if high > low else data * 0.0
-    else:
-        data = data / 257.0
-    return np.clip(np.rint(data), 0, 255).astype(np.uint8)
-
-
 def _load_for_display(path: Path, stretch: bool) -> Image.Image:
     """A still as an 8-bit L or RGB image (TIFF via tifffile: Pillow misreads 16-bit RGB)."""
     if path.suffix.lower() in (".tif", ".tiff"):
@@ -109,7 +96,7 @@ def _load_for_display(path: Path, stretch: bool) -> Image.Image:
             array = np.asarray(im)
     if array.ndim == 3 and array.shape[2] == 4:
         array = array[:, :, :3]
-    return Image.fromarray(to_8bit(array, stretch=stretch))
+    return Image.fromarray(eight_bit_view(array, stretch=stretch))
 
 
 def _jpeg(im: Image.Image) -> bytes:
