@@ -32,11 +32,13 @@ from typing import Any
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto S3 server on loopback; its endpoint URL."""
-    server = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+def moto_server(server: str | None = None) -> Iterator[str]:
+    """A moto S3 server on loopback, up within 30 s; its endpoint URL. Stopped (killed if it
+    will not stop) and its folder removed afterwards. `RuntimeError` if it does not start.
+    tests/test_s3.py starts its server with this too."""
+    server = server or shutil.which("moto_server", path=os.path.dirname(sys.executable))
     if server is None:
-        raise SystemExit("moto_server is not installed: pip install 'moto[server]'")
+        raise RuntimeError("moto_server is not installed: pip install 'moto[server]'")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -57,13 +59,16 @@ def moto_server() -> Iterator[str]:
                 urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
                 break
             except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the moto server did not start") from None
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the moto server did not start") from None
                 time.sleep(0.05)
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -111,7 +116,7 @@ def main() -> None:
     sizes = {f"bench-in/ct/{p.name}": p.stat().st_size for p in series.glob("CT_*.dcm")}
     rows: list[tuple[str, float, str]] = []
     try:
-        with moto_server() as endpoint:
+        with moto_server() as endpoint:  # RuntimeError if it cannot start
             options: dict[str, Any] = {"endpoint_url": endpoint, "key": "k", "secret": "s"}
             fs = fsspec.filesystem("s3", **options)
             fs.mkdir("bench-in")

@@ -8,12 +8,12 @@ bytes differ run to run); what `index` reads is counted from the server's own re
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from benchmarks.s3_speed import moto_server
 
 from dcmexport.cli import main
 from dcmexport.engine.batch import convert
@@ -47,50 +48,22 @@ SECRET = "planted-Secret-9f2c41e7d0"
 KEY_ID = "AKIAPLANTEDKEY0001"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _post(url: str) -> None:
     urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10).read()
 
 
 @pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def endpoint() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1, up within 30 s, stopped afterwards."""
     server = shutil.which("moto_server", path=os.path.dirname(sys.executable))
     if server is None:
         pytest.skip("moto_server is not installed: pip install 'moto[server]'")
-    port = _free_port()
-    folder = tmp_path_factory.mktemp("moto")
-    env = dict(os.environ, MOTO_RECORDER_FILEPATH=str(folder / "recording"))
-    process = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=folder,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("the moto server did not start")
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
+    with contextlib.ExitStack() as stack:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            url = stack.enter_context(moto_server(server))
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield url
 
 
 @pytest.fixture(scope="module")
