@@ -1,4 +1,5 @@
-"""DICOM value helpers shared by every room: lenient numbers as DCMTK reads them."""
+"""DICOM value helpers shared by every room: lenient numbers as DCMTK reads them, a value
+as one line of text."""
 
 from __future__ import annotations
 
@@ -38,3 +39,14 @@ def functional_group(ds: Dataset, frame_index: int, keyword: str) -> Dataset | N
         if found is not None:
             return found
     return first_item(first_item(ds, "SharedFunctionalGroupsSequence"), keyword)
+
+
+def text_value(ds: Dataset, keyword: str) -> str:
+    """An element's value as text: "" when absent or empty, several values joined with
+    DICOM's backslash (for query results and sidecars)."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)

@@ -15,6 +15,7 @@ from typing import ClassVar
 from pydicom.dataset import Dataset
 
 from ..dicom import decoding
+from ..dicom.values import text_value
 from ..manifest import Kind, ManifestRow
 from ..options import ConvertOptions, MetadataFormat, MetadataPhi
 from ..store import Store
@@ -49,21 +50,12 @@ _SUMMARY: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
-
-
 def _image_line(ds: Dataset) -> str:
     size = f"{ds.get('Columns', '?')} × {ds.get('Rows', '?')}"
     bits = f"{ds.get('BitsStored', '?')}/{ds.get('BitsAllocated', '?')} bits"
     signed = "signed" if ds.get("PixelRepresentation") == 1 else "unsigned"
-    parts = [size, f"{bits} {signed}", _text(ds, "PhotometricInterpretation")]
-    spacing = _text(ds, "PixelSpacing")
+    parts = [size, f"{bits} {signed}", text_value(ds, "PhotometricInterpretation")]
+    spacing = text_value(ds, "PixelSpacing")
     if spacing:
         parts.append(f"pixel spacing {spacing} mm")
     parts.append(f"{int(ds.get('NumberOfFrames') or 1)} frame(s)")
@@ -84,7 +76,7 @@ def summary_lines(
     file had to repair or assume (the manifest's notes), one line each."""
     lines = []
     for label, fields in _SUMMARY:
-        values = [f"{name} {text}".strip() for name, k in fields if (text := _text(ds, k))]
+        values = [f"{name} {text}".strip() for name, k in fields if (text := text_value(ds, k))]
         if values:
             lines.append(f"{label + ':':<11} {', '.join(values)}")
     lines.append(f"{'Image:':<11} {_image_line(ds)}")

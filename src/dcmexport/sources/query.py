@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
+from ..dicom.values import text_value
 from ..errors import UsageError
 from ..store import write_atomic
 from . import dicomweb, dimse
@@ -36,17 +37,8 @@ logger = logging.getLogger(__name__)
 Sink = Callable[[InstanceRef, bytes], None]
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
-
-
 def _count(ds: Dataset, keyword: str) -> int | None:
-    text = _text(ds, keyword)
+    text = text_value(ds, keyword)
     try:
         return int(text) if text else None
     except ValueError:
@@ -55,14 +47,14 @@ def _count(ds: Dataset, keyword: str) -> int | None:
 
 def study_record(ds: Dataset) -> StudyRecord:
     """A QIDO-RS or C-FIND study match as a `StudyRecord`."""
-    modalities = _text(ds, "ModalitiesInStudy")
+    modalities = text_value(ds, "ModalitiesInStudy")
     return StudyRecord(
-        patient_id=_text(ds, "PatientID"),
-        study_date=_text(ds, "StudyDate"),
+        patient_id=text_value(ds, "PatientID"),
+        study_date=text_value(ds, "StudyDate"),
         modalities=tuple(m for m in modalities.split("\\") if m),
-        description=_text(ds, "StudyDescription"),
-        study_uid=_text(ds, "StudyInstanceUID"),
-        accession=_text(ds, "AccessionNumber"),
+        description=text_value(ds, "StudyDescription"),
+        study_uid=text_value(ds, "StudyInstanceUID"),
+        accession=text_value(ds, "AccessionNumber"),
         number_of_series=_count(ds, "NumberOfStudyRelatedSeries"),
         number_of_instances=_count(ds, "NumberOfStudyRelatedInstances"),
     )
@@ -71,13 +63,13 @@ def study_record(ds: Dataset) -> StudyRecord:
 def series_record(ds: Dataset, study: StudyRecord | None = None) -> SeriesRecord:
     """A QIDO-RS or C-FIND series match as a `SeriesRecord` (study values from `study`)."""
     return SeriesRecord(
-        patient_id=_text(ds, "PatientID") or (study.patient_id if study else ""),
-        study_date=_text(ds, "StudyDate") or (study.study_date if study else ""),
-        modality=_text(ds, "Modality"),
-        description=_text(ds, "SeriesDescription"),
-        study_uid=_text(ds, "StudyInstanceUID") or (study.study_uid if study else ""),
-        series_uid=_text(ds, "SeriesInstanceUID"),
-        series_number=_text(ds, "SeriesNumber"),
+        patient_id=text_value(ds, "PatientID") or (study.patient_id if study else ""),
+        study_date=text_value(ds, "StudyDate") or (study.study_date if study else ""),
+        modality=text_value(ds, "Modality"),
+        description=text_value(ds, "SeriesDescription"),
+        study_uid=text_value(ds, "StudyInstanceUID") or (study.study_uid if study else ""),
+        series_uid=text_value(ds, "SeriesInstanceUID"),
+        series_number=text_value(ds, "SeriesNumber"),
         number_of_instances=_count(ds, "NumberOfSeriesRelatedInstances"),
     )
 
@@ -149,16 +141,16 @@ def list_instances(server: Server, filters: QueryFilters) -> list[InstanceRef]:
     order = {s.series_uid: n for n, s in enumerate(series)}
     refs = [
         InstanceRef(
-            study_uid=_text(ds, "StudyInstanceUID"),
-            series_uid=_text(ds, "SeriesInstanceUID"),
-            sop_instance_uid=_text(ds, "SOPInstanceUID"),
-            sop_class_uid=_text(ds, "SOPClassUID"),
+            study_uid=text_value(ds, "StudyInstanceUID"),
+            series_uid=text_value(ds, "SeriesInstanceUID"),
+            sop_instance_uid=text_value(ds, "SOPInstanceUID"),
+            sop_class_uid=text_value(ds, "SOPClassUID"),
         )
         for ds in sorted(
             found,
             key=lambda d: (
-                order.get(_text(d, "SeriesInstanceUID"), len(order)),
-                _number(_text(d, "InstanceNumber")),
+                order.get(text_value(d, "SeriesInstanceUID"), len(order)),
+                _number(text_value(d, "InstanceNumber")),
             ),
         )
     ]
