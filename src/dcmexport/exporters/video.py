@@ -180,7 +180,8 @@ def pad_to_even(image: np.ndarray) -> np.ndarray:
 
 
 #: libx264 refuses a side over 16,384 pixels and frames beyond its level limits; checked
-#: before the encoder opens, so the reason is ours and not FFmpeg's "Generic error"
+#: (`movies.write_videos`) before a clip's writers open, so the reason is ours and not
+#: FFmpeg's "Generic error", and the GIF and stills of that clip are still written
 H264_MAX_SIDE = 16384
 H264_MAX_PIXELS = 8192 * 8192
 
@@ -207,7 +208,6 @@ class Mp4Writer:
         import av
         from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
-        check_h264_size(rows, columns)
         self._av = av
         # one scaler for the whole clip: `VideoFrame.reformat` builds a new one per frame,
         # which cost more than the conversion itself (2.8 against 0.8 ms a 512² frame)
