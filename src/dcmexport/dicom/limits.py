@@ -24,11 +24,13 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pydicom.valuerep import VR
 
 from ..errors import LimitError, PixelDataError
+from .tags import tag_text
 
 #: Inflating is always allowed up to this many bytes; beyond it, the output may be at most
 #: `MAX_INFLATE_RATIO` times the compressed input (real DICOM deflates 2-20x; a bomb 1000x).
@@ -121,27 +123,26 @@ def _declared_frames(ds: Dataset) -> int:
 
 #: The Image Pixel elements that are one unsigned number (US); a damaged file may carry
 #: another VR or several values, which the decoders compare as numbers and crash on
-_DESCRIPTION_NUMBERS = {
-    "SamplesPerPixel": "(0028,0002)",
-    "Rows": "(0028,0010)",
-    "Columns": "(0028,0011)",
-    "BitsAllocated": "(0028,0100)",
-    "BitsStored": "(0028,0101)",
-    "HighBit": "(0028,0102)",
-    "PixelRepresentation": "(0028,0103)",
-    "PlanarConfiguration": "(0028,0006)",
-}
-
-
+_DESCRIPTION_NUMBERS = (
+    "SamplesPerPixel",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PlanarConfiguration",
+)
 _KNOWN_VRS = frozenset(str(vr) for vr in VR)
 
 
-def check_description_numbers(ds: Dataset) -> None:
-    """`PixelDataError` if an Image Pixel element that must be one number is not."""
-    for keyword, tag in _DESCRIPTION_NUMBERS.items():
+def check_pixel_description(ds: Dataset) -> None:
+    """`PixelDataError` if an Image Pixel element that must be one number is not, or Bits
+    Allocated is no size a pixel cell can have: checked before a frame is sized by them."""
+    for keyword in _DESCRIPTION_NUMBERS:
         try:
             value = ds.get(keyword)
-        except Exception:
+        except Exception:  # a value pydicom cannot convert (an unknown VR): said below
             value = object()
         if value is None or (isinstance(value, int) and not isinstance(value, bool)):
             continue  # absent (or empty, as pydicom reads an empty US) is the decoder's call
@@ -151,7 +152,14 @@ def check_description_numbers(ds: Dataset) -> None:
             if vr not in _KNOWN_VRS
             else f"is not one number (VR {vr})"
         )
+        tag = tag_text(tag_for_keyword(keyword) or 0)
         raise PixelDataError(f"the image pixel description is invalid: {keyword} {tag} {what}")
+    bits = _int(ds, "BitsAllocated", 8)
+    if bits not in VALID_BITS_ALLOCATED:
+        raise PixelDataError(
+            f"the image pixel description is invalid: Bits Allocated (0028,0100) is {bits}; "
+            "it must be 1 or a multiple of 8 up to 64 (12 in old ACR-NEMA files)"
+        )
 
 
 def check_dataset(
@@ -168,16 +176,11 @@ def check_dataset(
     inside its pixel data (`truncated`): the count is the fragments there are.
     """
     if "PixelData" in ds:
-        check_description_numbers(ds)
+        check_pixel_description(ds)
     rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
     samples = _int(ds, "SamplesPerPixel", 1)
     check_frame_pixels(rows, columns, samples)
     bits = _int(ds, "BitsAllocated", 8)
-    if bits not in VALID_BITS_ALLOCATED and "PixelData" in ds:  # before a frame is sized by it
-        raise PixelDataError(
-            f"the image pixel description is invalid: Bits Allocated (0028,0100) is {bits}; "
-            "it must be 1 or a multiple of 8 up to 64 (12 in old ACR-NEMA files)"
-        )
     n_frames = _declared_frames(ds)
     check_frame_count(n_frames)
     if "PixelData" not in ds:
