@@ -88,10 +88,11 @@ def _fresh(folder: Path) -> Path:
 
 
 def _series(folder: Path, n: int) -> Path:
-    """A generated 512² CT series of `n` slices (kept if it already exists)."""
+    """A generated 512² CT series of `n` slices (kept if it already exists). Every file under
+    the folder is counted, nested folders too, since `convert` converts them all."""
     from dcmexport.sample import write_ct_series
 
-    if not folder.exists() or len(list(folder.glob("*.dcm"))) != n:
+    if not folder.exists() or sum(1 for p in folder.rglob("*") if p.is_file()) != n:
         write_ct_series(_fresh(folder), n, size=512)
     return folder
 
