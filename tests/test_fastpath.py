@@ -15,6 +15,7 @@ import pydicom
 import pytest
 
 from dcmexport.dicom import decoding, native
+from dcmexport.dicom.rawkey import raw_key
 from dcmexport.render import fastpath
 from dcmexport.render.pipeline import (
     FrameTransforms,
@@ -142,5 +143,5 @@ def test_a_slice_as_the_worker_reads_it_is_cacheable(sample_set: tuple[Path, lis
     ct = next(p for p in sample_set[1] if p.parent.name == "CT" and p.suffix == ".dcm")
     ds = decoding.read_dataset(ct)
     decoding.check_limits(ds)
-    assert fastpath._raw_key(ds, fastpath._PIXEL_TAGS) is not None
-    assert fastpath._raw_key(ds, fastpath._TRANSFORM_TAGS) is not None
+    assert raw_key(ds, fastpath._PIXEL_TAGS) is not None
+    assert raw_key(ds, fastpath._TRANSFORM_TAGS) is not None

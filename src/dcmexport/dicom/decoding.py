@@ -12,16 +12,18 @@ import contextlib
 import io
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import IO, Any, BinaryIO, cast
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from .. import errors
-from . import codecs, limits, native, salvage
+from . import codecs, limits, native, plainread, rawkey, salvage
 from .tags import tag_text
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,8 @@ def read_dataset(
         if not part10 and not _plausible_raw_start(source):
             raise errors.NotDicomError("not a DICOM file")
         ds = _read_deflated(source, stop_before_pixels) if part10 and not part10_plain else None
+        if ds is None and in_memory and part10 and not stop_before_pixels:
+            ds = plainread.read_plain(cast(io.BytesIO, source).getvalue())  # None: not plain
         if ds is None:
             ds = pydicom.dcmread(
                 source,
@@ -257,11 +261,52 @@ def check_limits(ds: Dataset) -> int:
         ts = transfer_syntax(ds)
         deflated_frames = str(ts) == codecs.DEFLATED_IMAGE_FRAME  # not in pydicom's table
         encapsulated = deflated_frames or (ts.is_transfer_syntax and ts.is_encapsulated)
-        checked = limits.check_dataset(
-            ds, encapsulated, video=is_video_syntax(ds), truncated=_cut_fragments(ds) is not None
+        video, truncated = is_video_syntax(ds), _cut_fragments(ds) is not None
+        key = None if encapsulated or video or truncated else _native_limits_key(ds, ts)
+        checked = rawkey.cached(
+            _native_limits_checked,
+            key,
+            lambda: limits.check_dataset(ds, encapsulated, video=video, truncated=truncated),
         )
         object.__setattr__(ds, "_dcmexport_frames", checked)
     return int(checked)
+
+
+#: What `limits.check_dataset` reads of a native image: the Image Pixel counts, Number of
+#: Frames, and the Pixel Data's length.
+_LIMIT_TAGS = tuple(
+    BaseTag(t)
+    for t in (
+        0x00280002,
+        0x00280006,
+        0x00280008,
+        0x00280010,
+        0x00280011,
+        0x00280100,
+        0x00280101,
+        0x00280102,
+        0x00280103,
+    )
+)
+_PIXEL_DATA = BaseTag(0x7FE00010)
+_native_limits_checked: dict[Hashable, int] = {}
+
+
+def _native_limits_key(ds: Dataset, ts: UID) -> tuple[Any, ...] | None:
+    """The cache key of a native image's limit check (the slices of a series share it): the
+    raw header bytes it reads, the Pixel Data's VR and length, the syntax and the limits."""
+    pixels = ds._dict.get(_PIXEL_DATA)
+    if pixels is None:
+        held: tuple[Any, ...] | None = None
+    elif isinstance(pixels, RawDataElement) and isinstance(pixels.value, bytes):
+        held = (pixels.VR, len(pixels.value))
+    else:
+        return None
+    header = rawkey.raw_key(ds, _LIMIT_TAGS)
+    if header is None:
+        return None
+    active = limits.current()
+    return (str(ts), held, active.max_pixels, active.max_frames, *header)
 
 
 def _check_codestream(ds: Dataset, ts: UID, frame_index: int) -> None:

@@ -11,20 +11,15 @@ the general way. The cached values are frozen dataclasses of plain numbers and s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from typing import Any
 
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from ..dicom.rawkey import cached, raw_key
 from .pipeline import FrameTransforms, PixelDescription, frame_transforms
 from .pipeline import modality_rescale as pipeline_rescale
-
-T = TypeVar("T")
-
-_CACHE_SIZE = 256  # distinct series (or window changes) remembered per worker
 
 #: Elements `PixelDescription.from_dataset` reads (group 0028).
 _PIXEL_TAGS = tuple(
@@ -76,53 +71,10 @@ _descriptions: dict[Hashable, PixelDescription] = {}
 _transforms: dict[Hashable, FrameTransforms] = {}
 
 
-def _raw_key(ds: Dataset, tags: tuple[BaseTag, ...]) -> tuple[Any, ...] | None:
-    """The raw (VR, bytes) of each element, None for an absent one; None overall when one has
-    already been converted or changed (then its bytes may not be what it holds)."""
-    elements = ds._dict
-    key: list[Any] = [getattr(ds, "original_encoding", None)]
-    for tag in tags:
-        element = elements.get(tag)
-        if element is None:
-            key.append(None)
-        elif isinstance(element, RawDataElement):
-            key.append((element.VR, element.value))
-        elif element.VR in _EXACT_VRS and (value := _exact(element.value)) is not None:
-            key.append((element.VR, "value", value))  # converted already (pydicom, limits)
-        else:
-            return None
-    return tuple(key)
-
-
-#: VRs whose converted values are exactly what the file says (no number parsing): pydicom
-#: converts Specific Character Set on reading, the limit checks the Image Pixel counts.
-_EXACT_VRS = frozenset(("CS", "US", "SS", "UL", "SL"))
-
-
-def _exact(value: object) -> tuple[object, ...] | None:
-    """A converted value as a hashable key: strings and ints only (else None)."""
-    items: tuple[object, ...] = (
-        tuple(value) if isinstance(value, (list, tuple, MultiValue)) else (value,)
-    )
-    return items if all(type(v) in (str, int) for v in items) else None
-
-
-def _cached(cache: dict[Hashable, T], key: Hashable | None, make: Callable[[], T]) -> T:
-    if key is None:
-        return make()
-    found = cache.get(key)
-    if found is None:
-        found = make()
-        if len(cache) >= _CACHE_SIZE:
-            cache.clear()
-        cache[key] = found
-    return found
-
-
 def pixel_description(ds: Dataset) -> PixelDescription:
     """`PixelDescription.from_dataset(ds)`, once per distinct Image Pixel module."""
-    return _cached(
-        _descriptions, _raw_key(ds, _PIXEL_TAGS), lambda: PixelDescription.from_dataset(ds)
+    return cached(
+        _descriptions, raw_key(ds, _PIXEL_TAGS), lambda: PixelDescription.from_dataset(ds)
     )
 
 
@@ -130,9 +82,9 @@ def transforms(ds: Dataset, frame_index: int, desc: PixelDescription) -> FrameTr
     """`frame_transforms(ds, frame_index, desc)`, once per series for plain datasets."""
     key: tuple[Any, ...] | None = None
     if frame_index == 0 and not any(tag in ds._dict for tag in _SEQUENCE_TAGS):
-        raw = _raw_key(ds, _TRANSFORM_TAGS)
+        raw = raw_key(ds, _TRANSFORM_TAGS)
         key = None if raw is None else (desc, *raw)
-    return _cached(_transforms, key, lambda: frame_transforms(ds, frame_index, desc))
+    return cached(_transforms, key, lambda: frame_transforms(ds, frame_index, desc))
 
 
 def modality_rescale(ds: Dataset, frame_index: int, desc: PixelDescription) -> tuple[float, float]:

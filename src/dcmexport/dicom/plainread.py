@@ -1,0 +1,197 @@
+"""A plain Part 10 file parsed from memory the way pydicom's `dcmread` parses it, only faster.
+
+`pydicom.dcmread` reads a file through a file object, one `read` per element header and
+value, and builds its datasets attribute by attribute; for a 512² CT slice of about 70
+elements that is most of the parse's cost. `read_plain` walks the same bytes with
+`struct.unpack_from` and builds the same thing: a `FileDataset` whose File Meta and dataset
+hold the same `RawDataElement`s (tag, VR, length, value, value offset, encoding) pydicom's
+generator yields, with the same preamble, encodings, buffer and character set, so every later
+conversion is pydicom's own.
+
+It answers only for the plain case: a preamble and ``DICM``, an explicit little-endian File
+Meta, no Command Set, a little-endian transfer syntax (implicit or explicit VR, native or
+encapsulated), well-formed element headers of known VRs, every value inside the file, and no
+warning from pydicom on the way. Anything else returns None and the caller reads the file
+with `dcmread`, which then decides (and warns, repairs or fails) exactly as before.
+Undefined-length values (sequences, encapsulated Pixel Data) are read by pydicom's own
+`read_sequence` / `read_undefined_length_value`, as its generator reads them.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from collections.abc import MutableSequence
+from typing import Any, cast
+
+import pydicom
+from pydicom import config
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.datadict import _dictionary_vr_fast
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataelem import empty_value_for_VR as _empty_value
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.filereader import read_sequence, read_undefined_length_value
+from pydicom.tag import BaseTag, ItemTag, SequenceDelimiterTag
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+from pydicom.values import convert_string
+
+_EXPLICIT_HEADER = struct.Struct("<HH2sH").unpack_from
+_IMPLICIT_HEADER = struct.Struct("<HHL").unpack_from
+_LENGTH_32 = struct.Struct("<L").unpack_from
+_UNDEFINED = 0xFFFFFFFF
+_ITEM_DELIMITER = 0xFFFEE00D
+_CHARSET = 0x00080005
+_new_raw = RawDataElement._make  # a tuple of every field, without the keyword handling
+_ITEM_BYTES = struct.pack("<HH", ItemTag >> 16, ItemTag & 0xFFFF)
+
+#: Each VR's two bytes → (its name as pydicom's generator gives it, whether a 4-byte length
+#: follows two reserved bytes). Only the VRs pydicom knows: an unknown pair (or implicit VR
+#: inside an explicit dataset) is pydicom's call.
+_EXPLICIT_VRS: dict[bytes, tuple[str, bool]] = {
+    vr.value.encode(): (vr.value, vr in EXPLICIT_VR_LENGTH_32) for vr in VR if len(vr.value) == 2
+}
+
+#: Transfer syntaxes pydicom reads other than as explicit VR little endian, which are not
+#: plain here (implicit VR little endian is, and is named apart).
+_NOT_PLAIN_SYNTAXES = frozenset(
+    (pydicom.uid.ExplicitVRBigEndian, pydicom.uid.DeflatedExplicitVRLittleEndian)
+) | frozenset(pydicom.uid.PrivateTransferSyntaxes)
+
+
+class _NotPlain(Exception):
+    """The bytes are not the plain case: the caller reads them with pydicom."""
+
+
+def read_plain(data: bytes) -> FileDataset | None:
+    """The `FileDataset` ``pydicom.dcmread(io.BytesIO(data), force=True)`` gives for a plain
+    Part 10 file in memory (see the module docstring), or None when it is not plain."""
+    if len(data) < 140 or data[128:132] != b"DICM" or data[132:134] != b"\x02\x00":
+        return None
+    buffer = io.BytesIO(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pydicom warns only off the plain case
+            return _read(data, buffer)
+    except Exception:  # _NotPlain, a warning, or pydicom's own error: pydicom's reading decides
+        return None
+
+
+def _read(data: bytes, buffer: io.BytesIO) -> FileDataset:
+    meta_raw, position, _ = _walk(data, 132, buffer, implicit=False, meta=True)
+    file_meta = FileMetaDataset(Dataset(meta_raw))
+    file_meta.set_original_encoding(False, True, default_encoding)
+    file_meta[next(iter(meta_raw))]  # converted as pydicom's reader converts them
+    if 0x00020000 in meta_raw:
+        file_meta[BaseTag(0x00020000)]
+    if position + 8 > len(data) or data[position : position + 2] == b"\x00\x00":
+        raise _NotPlain  # nothing after the meta, or a Command Set: pydicom's reading
+    syntax = file_meta.get("TransferSyntaxUID")
+    if syntax is None or syntax in _NOT_PLAIN_SYNTAXES:
+        raise _NotPlain
+    implicit = syntax == pydicom.uid.ImplicitVRLittleEndian
+    vr_bytes = data[position + 4 : position + 6]
+    if (not (0x40 < vr_bytes[0] < 0x5B and 0x40 < vr_bytes[1] < 0x5B)) != implicit:
+        raise _NotPlain  # the dataset's VR encoding is not the syntax's: pydicom warns
+    raw, _, encoding = _walk(data, position, buffer, implicit=implicit, meta=False)
+    dataset = Dataset(raw, parent_encoding=default_encoding)
+    if _CHARSET in raw:
+        charset = convert_raw_data_element(raw[BaseTag(_CHARSET)]).value
+        encoding = convert_encodings(charset)
+    dataset.set_original_encoding(implicit, True, encoding)
+    buffer.seek(0, io.SEEK_END)  # where pydicom's reading leaves it
+    ds = FileDataset(buffer, dataset, data[:128], file_meta, implicit, True)
+    ds.set_original_encoding(implicit, True, dataset._character_set)
+    return ds
+
+
+def _walk(
+    data: bytes, position: int, buffer: io.BytesIO, *, implicit: bool, meta: bool
+) -> tuple[dict[BaseTag, Any], int, str | MutableSequence[str]]:
+    """The elements from `position` on, as pydicom's `data_element_generator` yields them:
+    to the end of the data, or (`meta`) to the first element outside group 0002."""
+    elements: dict[BaseTag, Any] = {}
+    end = len(data)
+    encoding: str | MutableSequence[str] = default_encoding
+    while position + 8 <= end:
+        start = position
+        vr: str | None
+        if implicit:
+            group, number, length = _IMPLICIT_HEADER(data, position)
+            vr, position = None, position + 8
+        else:
+            group, number, vr_pair, length = _EXPLICIT_HEADER(data, position)
+            known = _EXPLICIT_VRS.get(vr_pair)
+            if known is None:
+                raise _NotPlain
+            vr, long_length = known
+            if long_length:
+                if position + 12 > end:
+                    raise _NotPlain
+                length = _LENGTH_32(data, position + 8)[0]
+                position += 12
+            else:
+                position += 8
+        if meta and group != 0x0002:
+            return elements, start, encoding
+        tag = group << 16 | number
+        if tag == _ITEM_DELIMITER:
+            raise _NotPlain  # ends a top-level dataset early in pydicom's reading
+        if length != _UNDEFINED:
+            if position + length > end:
+                raise _NotPlain  # a cut value: pydicom reads it short, salvage decides
+            value = (
+                data[position : position + length]
+                if length
+                else cast("bytes | None", _empty_value(vr, raw=True))
+            )
+            if tag == _CHARSET:
+                encoding = convert_encodings(convert_string(value or b"", True))
+            key = BaseTag(tag)
+            # RawDataElement(key, vr, length, value, position, implicit, True), built directly
+            elements[key] = _new_raw(
+                (key, vr, length, value, position, implicit, True, True, False)
+            )
+            position += length
+            continue
+        if meta:
+            raise _NotPlain
+        elements[BaseTag(tag)], position = _undefined_length(
+            data, buffer, tag, vr, position, implicit, encoding
+        )
+    if position != end:
+        raise _NotPlain  # a few stray bytes at the end: pydicom stops there silently
+    return elements, position, encoding
+
+
+def _undefined_length(
+    data: bytes,
+    buffer: io.BytesIO,
+    tag: int,
+    vr: str | None,
+    position: int,
+    implicit: bool,
+    encoding: str | MutableSequence[str],
+) -> tuple[RawDataElement | DataElement, int]:
+    """An undefined-length element read by pydicom's own functions, decided as its generator
+    decides (PS3.5 6.2.2: UN of undefined length is a sequence); the element and where the
+    next one starts."""
+    buffer.seek(position)
+    if vr == VR.UN and config.settings.infer_sq_for_un_vr:
+        vr = VR.SQ
+    if vr is None or (vr == VR.UN and config.replace_un_with_known_vr):
+        try:
+            vr = _dictionary_vr_fast(tag)
+        except KeyError:
+            if data[position : position + 4] == _ITEM_BYTES:  # a private sequence
+                vr = VR.SQ
+    if vr == VR.SQ:
+        sequence = read_sequence(buffer, implicit, True, _UNDEFINED, encoding)
+        element: RawDataElement | DataElement = DataElement(
+            BaseTag(tag), vr, sequence, position, is_undefined_length=True
+        )
+    else:
+        value = read_undefined_length_value(buffer, True, SequenceDelimiterTag, None)
+        element = RawDataElement(BaseTag(tag), vr, _UNDEFINED, value, position, implicit, True)
+    return element, buffer.tell()
