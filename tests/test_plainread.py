@@ -79,6 +79,33 @@ def test_read_plain_is_dcmread_or_declines(sample_set: tuple[Path, list[Path]]) 
     assert fast > 150 and declined > 20, (fast, declined)
 
 
+@pytest.mark.parametrize("head", [plainread.HEAD_BYTES, 2048, 256])
+def test_read_plain_file_is_dcmread_of_the_path(
+    sample_set: tuple[Path, list[Path]], monkeypatch: pytest.MonkeyPatch, head: int
+) -> None:
+    """From a path, the header is read first and the Pixel Data (the last element) straight
+    into its value; the dataset is what ``dcmread(path)`` gives, or the file's whole bytes
+    come back for pydicom's reading. Smaller heads make headers reach past them: 2 KB holds
+    some, 256 bytes none (not even the File Meta)."""
+    monkeypatch.setattr(plainread, "HEAD_BYTES", head)
+    fast = 0
+    for path in _files(sample_set):
+        found = plainread.read_plain_file(str(path), 1 << 30)
+        if isinstance(found, bytes):
+            assert found == path.read_bytes(), path.name
+            continue
+        assert found is not None, path.name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = pydicom.dcmread(path, force=True)
+        _assert_same(found, theirs, path.name)
+        _assert_same(found.file_meta, theirs.file_meta, f"{path.name} (file meta)")
+        assert found.buffer is None and found.filename == str(path)
+        fast += 1
+    assert fast > {plainread.HEAD_BYTES: 150, 2048: 20, 256: -1}[head], fast
+    assert plainread.read_plain_file(str(_files(sample_set)[0]), 10) is None  # over the limit
+
+
 def _part10(body: bytes, syntax: str) -> bytes:
     uid = syntax.encode() + b"\0" * (len(syntax) % 2)
     meta = b"\x02\x00\x10\x00UI" + len(uid).to_bytes(2, "little") + uid

@@ -18,7 +18,7 @@ from typing import IO, Any, BinaryIO, cast
 import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
@@ -107,6 +107,8 @@ def read_dataset(
             path.seek(start)
             source = path
         elif not stop_before_pixels and (whole := _read_small(path)) is not None:  # one read
+            if isinstance(whole, FileDataset):  # a plain file, read as pydicom reads a path
+                return whole
             part10, size, in_memory = whole[128:132] == b"DICM", len(whole), True
             source = io.BytesIO(whole)
             if part10 and not _maybe_deflated(whole):
@@ -191,13 +193,11 @@ def _salvaged(
     return ds
 
 
-def _read_small(path: str | os.PathLike[str]) -> bytes | None:
-    """The whole file if it is at most `native.WHOLE_READ_LIMIT` bytes (one open, one read),
-    else None. OSError propagates: a file that cannot be read is an error, not "not DICOM"."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size > native.WHOLE_READ_LIMIT:
-            return None
-        return f.read()
+def _read_small(path: str | os.PathLike[str]) -> FileDataset | bytes | None:
+    """A file of at most `native.WHOLE_READ_LIMIT` bytes: its dataset when it is plain
+    (`plainread.read_plain_file`), else its whole bytes; None for a larger file. OSError
+    propagates: a file that cannot be read is an error, not "not DICOM"."""
+    return plainread.read_plain_file(os.fspath(path), native.WHOLE_READ_LIMIT)
 
 
 def _maybe_deflated(data: bytes) -> bool:

@@ -20,10 +20,11 @@ Undefined-length values (sequences, encapsulated Pixel Data) are read by pydicom
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
-from collections.abc import MutableSequence
-from typing import Any, cast
+from collections.abc import Callable, MutableSequence
+from typing import Any, NamedTuple, cast
 
 import pydicom
 from pydicom import config
@@ -43,7 +44,7 @@ _LENGTH_32 = struct.Struct("<L").unpack_from
 _UNDEFINED = 0xFFFFFFFF
 _ITEM_DELIMITER = 0xFFFEE00D
 _CHARSET = 0x00080005
-_new_raw = RawDataElement._make  # a tuple of every field, without the keyword handling
+_new_raw = RawDataElement._make  # from a tuple of every field (is_raw, is_buffered last)
 _ITEM_BYTES = struct.pack("<HH", ItemTag >> 16, ItemTag & 0xFFFF)
 
 #: Each VR's two bytes → (its name as pydicom's generator gives it, whether a 4-byte length
@@ -67,19 +68,62 @@ class _NotPlain(Exception):
 def read_plain(data: bytes) -> FileDataset | None:
     """The `FileDataset` ``pydicom.dcmread(io.BytesIO(data), force=True)`` gives for a plain
     Part 10 file in memory (see the module docstring), or None when it is not plain."""
+    buffer = io.BytesIO(data)
+    return _plain(_Bytes(data, len(data), buffer, None), buffer)
+
+
+#: How much of a file is read first: the header of any ordinary image, whose last element
+#: (the Pixel Data) is then read straight into its own value.
+HEAD_BYTES = 64 * 1024
+
+
+def read_plain_file(path: str, limit: int) -> FileDataset | bytes | None:
+    """A local file of at most `limit` bytes: the `FileDataset` ``pydicom.dcmread(path,
+    force=True)`` gives when the file is plain, else its whole bytes (for pydicom's reading);
+    None when it is larger than `limit`. OSError propagates.
+
+    Its first `HEAD_BYTES` are read, and a last element reaching to the end of the file
+    (the Pixel Data) with one more read into its value: no copy of the whole file.
+    """
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            return None
+        head = f.read(HEAD_BYTES)
+        if len(head) == size:  # read whole already
+            found = _plain(_Bytes(head, size, io.BytesIO(head), None), path)
+            return found if found is not None else head
+        fd = f.fileno()
+        found = _plain(_Bytes(head, size, None, lambda at, n: os.pread(fd, n, at)), path)
+        return found if found is not None else head + f.read()
+
+
+class _Bytes(NamedTuple):
+    """A file to parse: its bytes (or its first bytes), its size, the whole file as a file
+    object for pydicom's undefined-length readers (or None), and a reader of the value of a
+    last element reaching past `data` (or None)."""
+
+    data: bytes
+    size: int
+    buffer: io.BytesIO | None
+    tail: Callable[[int, int], bytes] | None
+
+
+def _plain(source: _Bytes, fileobj: io.BytesIO | str) -> FileDataset | None:
+    data = source.data
     if len(data) < 140 or data[128:132] != b"DICM" or data[132:134] != b"\x02\x00":
         return None
-    buffer = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # pydicom warns only off the plain case
-            return _read(data, buffer)
+            return _read(source, fileobj)
     except Exception:  # _NotPlain, a warning, or pydicom's own error: pydicom's reading decides
         return None
 
 
-def _read(data: bytes, buffer: io.BytesIO) -> FileDataset:
-    meta_raw, position, _ = _walk(data, 132, buffer, implicit=False, meta=True)
+def _read(source: _Bytes, fileobj: io.BytesIO | str) -> FileDataset:
+    data = source.data
+    meta_raw, position, _ = _walk(source, 132, implicit=False, meta=True)
     file_meta = FileMetaDataset(Dataset(meta_raw))
     file_meta.set_original_encoding(False, True, default_encoding)
     file_meta[next(iter(meta_raw))]  # converted as pydicom's reader converts them
@@ -94,24 +138,26 @@ def _read(data: bytes, buffer: io.BytesIO) -> FileDataset:
     vr_bytes = data[position + 4 : position + 6]
     if (not (0x40 < vr_bytes[0] < 0x5B and 0x40 < vr_bytes[1] < 0x5B)) != implicit:
         raise _NotPlain  # the dataset's VR encoding is not the syntax's: pydicom warns
-    raw, _, encoding = _walk(data, position, buffer, implicit=implicit, meta=False)
+    raw, _, encoding = _walk(source, position, implicit=implicit, meta=False)
     dataset = Dataset(raw, parent_encoding=default_encoding)
     if _CHARSET in raw:
         charset = convert_raw_data_element(raw[BaseTag(_CHARSET)]).value
         encoding = convert_encodings(charset)
     dataset.set_original_encoding(implicit, True, encoding)
-    buffer.seek(0, io.SEEK_END)  # where pydicom's reading leaves it
-    ds = FileDataset(buffer, dataset, data[:128], file_meta, implicit, True)
+    if source.buffer is not None:
+        source.buffer.seek(0, io.SEEK_END)  # where pydicom's reading leaves it
+    ds = FileDataset(fileobj, dataset, data[:128], file_meta, implicit, True)
     ds.set_original_encoding(implicit, True, dataset._character_set)
     return ds
 
 
 def _walk(
-    data: bytes, position: int, buffer: io.BytesIO, *, implicit: bool, meta: bool
+    source: _Bytes, position: int, *, implicit: bool, meta: bool
 ) -> tuple[dict[BaseTag, Any], int, str | MutableSequence[str]]:
     """The elements from `position` on, as pydicom's `data_element_generator` yields them:
-    to the end of the data, or (`meta`) to the first element outside group 0002."""
+    to the end of the file, or (`meta`) to the first element outside group 0002."""
     elements: dict[BaseTag, Any] = {}
+    data = source.data
     end = len(data)
     encoding: str | MutableSequence[str] = default_encoding
     while position + 8 <= end:
@@ -139,29 +185,33 @@ def _walk(
         if tag == _ITEM_DELIMITER:
             raise _NotPlain  # ends a top-level dataset early in pydicom's reading
         if length != _UNDEFINED:
-            if position + length > end:
+            if position + length <= end:
+                value = (
+                    data[position : position + length]
+                    if length
+                    else cast("bytes | None", _empty_value(vr, raw=True))
+                )
+            elif position + length == source.size and source.tail is not None and not meta:
+                value = source.tail(position, length)  # the last element, read into its value
+                if len(value) != length:
+                    raise _NotPlain  # the file changed under us: pydicom's reading decides
+                end = source.size
+            else:
                 raise _NotPlain  # a cut value: pydicom reads it short, salvage decides
-            value = (
-                data[position : position + length]
-                if length
-                else cast("bytes | None", _empty_value(vr, raw=True))
-            )
             if tag == _CHARSET:
                 encoding = convert_encodings(convert_string(value or b"", True))
-            key = BaseTag(tag)
-            # RawDataElement(key, vr, length, value, position, implicit, True), built directly
-            elements[key] = _new_raw(
-                (key, vr, length, value, position, implicit, True, True, False)
-            )
+            key = BaseTag(tag)  # RawDataElement(key, vr, length, value, position, implicit, True):
+            fields = (key, vr, length, value, position, implicit, True, True, False)
+            elements[key] = _new_raw(fields)
             position += length
             continue
-        if meta:
+        if meta or source.buffer is None:
             raise _NotPlain
         elements[BaseTag(tag)], position = _undefined_length(
-            data, buffer, tag, vr, position, implicit, encoding
+            data, source.buffer, tag, vr, position, implicit, encoding
         )
-    if position != end:
-        raise _NotPlain  # a few stray bytes at the end: pydicom stops there silently
+    if position != source.size:
+        raise _NotPlain  # a few stray bytes at the end (pydicom stops there), or a long header
     return elements, position, encoding
 
 
