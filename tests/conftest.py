@@ -20,6 +20,15 @@ def pydicom_test_files_dir() -> Path:
     return Path(dm.DATA_ROOT) / "test_files"
 
 
+def pydicom_data_files() -> list[Path]:
+    """pydicom-data's files when that package is installed (it is optional), else none."""
+    try:
+        import data_store  # pydicom-data's package
+    except ImportError:
+        return []
+    return sorted((Path(data_store.__file__).parent / "data").glob("*.dcm"))
+
+
 def pydicom_file(name: str) -> Path:
     """A pydicom test file: bundled with pydicom, else in pydicom-data if it is installed
     (never downloaded); the test skips when neither has it."""

@@ -14,7 +14,7 @@ from dcmexport.dicom import decoding
 from dcmexport.errors import NotDicomError, UnsupportedTransferSyntaxError
 from dcmexport.render.frame import render_frame
 
-from .conftest import pydicom_file
+from .conftest import pydicom_data_files, pydicom_file, pydicom_test_files_dir
 
 
 def test_preferred_plugins_come_first() -> None:
@@ -114,3 +114,79 @@ def test_malformed_number_of_frames_decodes_as_dcmtk_reads_it() -> None:
     assert frame.shape == (10, 10)
     assert ds["NumberOfFrames"].value == "1A"
     assert render_frame(pydicom_file("badVR.dcm")).max() == 255
+
+
+def _jpeg_baseline_files() -> list[Path]:
+    found = sorted(pydicom_test_files_dir().rglob("*.dcm")) + pydicom_data_files()
+    return [p for p in found if _syntax(p) == JPEGBaseline8Bit]
+
+
+def _syntax(path: Path) -> str | None:
+    try:
+        return str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    except Exception:
+        return None
+
+
+def _pillow_jpeg_dicom(path: Path, mode: str, photometric: str, frames: int) -> Path:
+    """A JPEG Baseline DICOM file with frames Pillow encoded (grey, or RGB stored without a
+    colour transform and without an Adobe marker, which libjpeg would take for YCbCr)."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    from dcmexport.sample import write_ct_series
+
+    ds = pydicom.dcmread(write_ct_series(path.parent / "base", 1, size=64)[0])
+    rng = np.random.default_rng(3)
+    streams = []
+    for _ in range(frames):
+        shape = (48, 64) if mode == "L" else (48, 64, 3)
+        image = Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode)
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=90, keep_rgb=mode == "RGB")
+        streams.append(out.getvalue())
+    ds.PixelData = encapsulate(streams)
+    ds["PixelData"].VR = "OB"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 48, 64, frames
+    ds.SamplesPerPixel = 1 if mode == "L" else 3
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    if mode == "RGB":
+        ds.PlanarConfiguration = 0
+    for name in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
+        if name in ds:
+            delattr(ds, name)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_jpeg_baseline_frames_read_lean_equal_pydicoms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every 8-bit JPEG Baseline frame the lean Pillow path decodes equals what the general
+    path (pydicom's Pillow plugin with ``as_rgb``) returns, dtype and shape included; the
+    cases it leaves to pydicom (an Adobe marker on YBR data) are left."""
+    made = [
+        _pillow_jpeg_dicom(tmp_path / "grey.dcm", "L", "MONOCHROME2", 3),
+        _pillow_jpeg_dicom(tmp_path / "rgb.dcm", "RGB", "RGB", 2),
+    ]
+    lean_frame = decoding._pillow_baseline_frame
+    lean = 0
+    for path in _jpeg_baseline_files() + made:
+        ds = decoding.read_dataset(path)
+        for index in range(decoding.number_of_frames(ds)):
+            ours = lean_frame(ds, index)
+            if ours is None:
+                continue
+            assert decoding.plugin_order(decoding.transfer_syntax(ds), 8)[0] == "pillow"
+            with monkeypatch.context() as patch:
+                patch.setattr(decoding, "_pillow_baseline_frame", lambda ds, index: None)
+                expected = decoding.decode_frame(decoding.read_dataset(path), index, str(path))
+            assert ours.dtype == expected.dtype and ours.shape == expected.shape, path.name
+            np.testing.assert_array_equal(ours, expected, err_msg=f"{path.name} frame {index}")
+            lean += 1
+    assert lean >= (150 if pydicom_data_files() else 15), lean  # pydicom-data: a 120-frame cine

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 
 from dcmexport.dicom import decoding, plainread
 
-from .conftest import pydicom_test_files_dir
+from .conftest import pydicom_data_files, pydicom_test_files_dir
 
 _HOSTILE = Path(__file__).parent / "data" / "hostile"
 
@@ -29,13 +29,7 @@ def _files(sample_set: tuple[Path, list[Path]]) -> list[Path]:
     found = [p for p in sample_set[1] if p.suffix == ".dcm"]
     found += sorted(p for p in pydicom_test_files_dir().rglob("*") if p.is_file())
     found += sorted(_HOSTILE.glob("*.dcm"))
-    try:
-        from pydicom.data.download import get_data_dir
-
-        found += sorted(Path(get_data_dir()).glob("*.dcm"))
-    except Exception:  # pydicom-data is optional; the bundled files cover the cases
-        pass
-    return found
+    return found + pydicom_data_files()  # optional; the bundled files cover the cases
 
 
 def _attributes(ds: Dataset) -> dict[str, Any]:
