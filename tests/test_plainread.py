@@ -150,3 +150,25 @@ def test_the_worker_reads_plain_files_through_it(sample_set: tuple[Path, list[Pa
     reference = pydicom.dcmread(ct)
     assert ds == reference and ds.file_meta == reference.file_meta
     assert plainread.read_plain(ct.read_bytes()) is not None
+
+
+@pytest.mark.parametrize("head", [plainread.HEAD_BYTES, 2048])
+def test_read_plain_header_is_dcmread_stopping_before_pixels(
+    sample_set: tuple[Path, list[Path]], monkeypatch: pytest.MonkeyPatch, head: int
+) -> None:
+    """A header-only read from the first bytes: what ``dcmread(path, stop_before_pixels=True)``
+    gives, or None (a header longer than the head, or not plain)."""
+    monkeypatch.setattr(plainread, "HEAD_BYTES", head)
+    fast = 0
+    for path in _files(sample_set):
+        found = plainread.read_plain_header(str(path))
+        if found is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+        _assert_same(found, theirs, path.name)
+        _assert_same(found.file_meta, theirs.file_meta, f"{path.name} (file meta)")
+        assert not plainread._PIXEL_TAGS & set(found._dict), path.name
+        fast += 1
+    assert fast > {plainread.HEAD_BYTES: 150, 2048: 20}[head], fast

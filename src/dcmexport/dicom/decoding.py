@@ -113,6 +113,8 @@ def read_dataset(
             source = io.BytesIO(whole)
             if part10 and not _maybe_deflated(whole):
                 part10_plain = True
+        elif stop_before_pixels and (head_ds := _plain_header(path)) is not None:
+            return head_ds  # a plain header within the file's first bytes, as pydicom reads it
         else:  # a header-only or a large read: the head says Part 10, and which syntax
             with open(path, "rb") as f:
                 head = f.read(_HEAD_BYTES)
@@ -198,6 +200,12 @@ def _read_small(path: str | os.PathLike[str]) -> FileDataset | bytes | None:
     (`plainread.read_plain_file`), else its whole bytes; None for a larger file. OSError
     propagates: a file that cannot be read is an error, not "not DICOM"."""
     return plainread.read_plain_file(os.fspath(path), native.WHOLE_READ_LIMIT)
+
+
+def _plain_header(path: str | os.PathLike[str]) -> FileDataset | None:
+    """A plain file's header read from its first bytes (`plainread.read_plain_header`), or
+    None: then pydicom reads it."""
+    return plainread.read_plain_header(os.fspath(path))
 
 
 def _maybe_deflated(data: bytes) -> bool:

@@ -44,6 +44,8 @@ _LENGTH_32 = struct.Struct("<L").unpack_from
 _UNDEFINED = 0xFFFFFFFF
 _ITEM_DELIMITER = 0xFFFEE00D
 _CHARSET = 0x00080005
+#: Float, Double Float and Pixel Data: pydicom's ``stop_before_pixels`` stops at the first.
+_PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, 0x7FE00010))
 _new_raw = RawDataElement._make  # from a tuple of every field (is_raw, is_buffered last)
 _ITEM_BYTES = struct.pack("<HH", ItemTag >> 16, ItemTag & 0xFFFF)
 
@@ -98,6 +100,16 @@ def read_plain_file(path: str, limit: int) -> FileDataset | bytes | None:
         return found if found is not None else head + f.read()
 
 
+def read_plain_header(path: str) -> FileDataset | None:
+    """The `FileDataset` ``pydicom.dcmread(path, force=True, stop_before_pixels=True)`` gives
+    when the file is plain and its header (everything before the Pixel Data) lies within its
+    first `HEAD_BYTES`; else None (the caller reads it with pydicom). OSError propagates."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(HEAD_BYTES)
+    return _plain(_Bytes(head, size, io.BytesIO(head), None, header_only=True), path)
+
+
 class _Bytes(NamedTuple):
     """A file to parse: its bytes (or its first bytes), its size, the whole file as a file
     object for pydicom's undefined-length readers (or None), and a reader of the value of a
@@ -107,6 +119,7 @@ class _Bytes(NamedTuple):
     size: int
     buffer: io.BytesIO | None
     tail: Callable[[int, int], bytes] | None
+    header_only: bool = False  # stop before the Pixel Data, as ``stop_before_pixels`` does
 
 
 def _plain(source: _Bytes, fileobj: io.BytesIO | str) -> FileDataset | None:
@@ -182,6 +195,8 @@ def _walk(
         if meta and group != 0x0002:
             return elements, start, encoding
         tag = group << 16 | number
+        if source.header_only and tag in _PIXEL_TAGS and not meta:
+            return elements, start, encoding  # where pydicom's stop_before_pixels stops
         if tag == _ITEM_DELIMITER:
             raise _NotPlain  # ends a top-level dataset early in pydicom's reading
         if length != _UNDEFINED:
