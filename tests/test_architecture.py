@@ -18,7 +18,7 @@ PACKAGE = Path(dcmexport.__file__).parent
 ROOMS = ("dicom", "render", "sources", "store", "exporters", "engine", "index", "report")
 SHARED = ("errors", "options", "manifest", "naming", "_version")
 #: Top-level modules that belong to the command line (nothing may import them).
-CLI = ("cli", "progress", "__main__")
+CLI = ("cli", "progress", "__main__", "_startup")
 
 #: What each room may import (besides itself and third-party code). Shared modules are nodes
 #: of their own, so `naming -> dicom -> naming` would still show up as a cycle.

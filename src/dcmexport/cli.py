@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _startup  # first: pauses the garbage collector while the modules below load
 from ._version import __version__
 from .engine.pool import DEFAULT_TIMEOUT, RunTerminated, install_terminate_handler
 from .errors import (
@@ -44,6 +45,8 @@ from .progress import RunOutcome
 if TYPE_CHECKING:
     from .dicom.deid import DeidOptions
     from .sources.servers import QueryFilters, Server, ServerInput
+
+_startup.loaded()
 
 DEFAULT_INPUT = "dicom_data"
 DEFAULT_OUTPUT = "output"
