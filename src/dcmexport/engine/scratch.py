@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 
 #: SQLite's page cache for the scratch database (KiB): what it may hold in memory
-CACHE_KIB = 4096
+CACHE_KIB = 2048
 #: folder levels whose kind (a base or a folder) is remembered here: they repeat across
 #: inputs (every file of a folder), and a key's kind never changes once claimed
 _KNOWN_MAX = 4096
