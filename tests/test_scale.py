@@ -51,7 +51,7 @@ def _colliding_bases(seed: int, count: int) -> list[PurePosixPath]:
     """Bases drawn from a tiny alphabet, so they collide every way: same name, other case,
     a base that is another's folder and the reverse, ß (casefolds to ss), reserved names."""
     rng = random.Random(seed)
-    names = ["x", "X", "y", "x_2", "ss", "ß", "Manifest.csv", ".dcmexport", "a"]
+    names = ["x", "X", "y", "x_2", "ss", "ß", "Manifest.csv", ".dcmexport", "a", "\udcff", "\udcfe"]
     return [
         PurePosixPath(*(rng.choice(names) for _ in range(rng.randint(1, 3)))) for _ in range(count)
     ]
@@ -81,7 +81,16 @@ def test_registry_documented_collisions() -> None:
 
 
 def test_seen_keys_match_a_set() -> None:
-    keys = [f"/in/{k % 37}.dcm" for k in range(200)] + ["/in/a\x002", "/in/a"]
+    # a NUL (a repeated archive member's copy), undecodable bytes of a file name (surrogates)
+    odd = [
+        "/in/a\x002",
+        "/in/a",
+        "/in/\udcff.dcm",
+        "/in/\udcfe.dcm",
+        "/in/\ud800",
+        "/in/\udcff.dcm",
+    ]
+    keys = [f"/in/{k % 37}.dcm" for k in range(200)] + odd
     in_memory = first_time_in_memory()
     with Scratch() as scratch:
         on_disk = scratch.seen().first_time

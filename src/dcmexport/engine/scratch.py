@@ -21,9 +21,15 @@ CACHE_KIB = 2048
 _KNOWN_MAX = 4096
 
 _SCHEMA = """
-CREATE TABLE claimed (key TEXT PRIMARY KEY, base INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE claimed (key BLOB PRIMARY KEY, base INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID;
 """
+
+
+def _blob(key: str) -> bytes:
+    """A key as SQLite stores it: UTF-8 bytes, with a file name's undecodable bytes (lone
+    surrogates in Python, which SQLite's text refuses) kept one to one."""
+    return key.encode("utf-8", "surrogatepass")
 
 
 class Scratch:
@@ -67,7 +73,8 @@ class SqliteClaims:
         known = self._known.get(key)
         if known is not None:
             return known
-        found = self._db.execute("SELECT base FROM claimed WHERE key = ?", (key,)).fetchone()
+        query = "SELECT base FROM claimed WHERE key = ?"
+        found = self._db.execute(query, (_blob(key),)).fetchone()
         if found is None:
             return None
         if len(self._known) >= _KNOWN_MAX:
@@ -76,12 +83,13 @@ class SqliteClaims:
         return kind
 
     def take(self, key: str, folders: Sequence[str]) -> bool:
-        cursor = self._db.execute("INSERT OR IGNORE INTO claimed VALUES (?, 1)", (key,))
+        cursor = self._db.execute("INSERT OR IGNORE INTO claimed VALUES (?, 1)", (_blob(key),))
         if cursor.rowcount != 1:
             return False
         new = [f for f in folders if f not in self._known]  # the registry checked them
         if new:
-            self._db.executemany("INSERT OR IGNORE INTO claimed VALUES (?, 0)", zip(new))
+            folder_rows = [(_blob(f),) for f in new]
+            self._db.executemany("INSERT OR IGNORE INTO claimed VALUES (?, 0)", folder_rows)
             if len(self._known) + len(new) > _KNOWN_MAX:
                 self._known.clear()
             self._known.update(dict.fromkeys(new, False))
@@ -96,5 +104,5 @@ class SeenKeys:
 
     def first_time(self, key: str) -> bool:
         """True, and remembered, if `key` was not seen before."""
-        cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,))
+        cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (_blob(key),))
         return cursor.rowcount == 1
