@@ -12,7 +12,7 @@ Each size runs ``dcmexport convert DIR -o OUT -j 2`` once in a fresh interpreter
 peak RSS), and samples the main process's VmRSS every 0.2 s, so a growth with the count shows
 both across sizes and within one run:
 
-- *growth/1k (sizes)*: (peak RSS − the smallest size's peak RSS) per 1,000 more inputs;
+- *growth/1k (sizes)*: (peak RSS − the previous size's peak RSS) per 1,000 more inputs;
 - *slope/1k (in run)*: the least-squares slope of VmRSS from 30 % to 90 % of the run (after
   start-up), per 1,000 inputs converted (at the run's mean rate).
 
@@ -209,14 +209,14 @@ def _print_table(table: list[tuple[str, int, dict[str, object]]], jobs: int) -> 
     widths = (8, 7, 7, 7, 16, 12, 14, 17, 17, 19)
     print("| " + " | ".join(f"{h:>{w}}" for h, w in zip(head, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    smallest: dict[str, tuple[int, float]] = {}
+    previous: dict[str, tuple[int, float]] = {}
     for label, n, r in table:
         wall, cpu = float(r["wall"]), float(r["cpu"])  # type: ignore[arg-type]
         rss_mb = float(r["rss_kb"]) / 1024  # type: ignore[arg-type]
         sampler = r["sampler"]
         assert isinstance(sampler, RssSampler)
-        smallest.setdefault(label, (n, rss_mb))
-        n0, rss0 = smallest[label]
+        n0, rss0 = previous.get(label, (n, rss_mb))
+        previous[label] = (n, rss_mb)
         growth = f"{(rss_mb - rss0) * 1024 / ((n - n0) / 1000):.2f} KB" if n > n0 else ""
         slope = sampler.slope_kb_per_second(wall)
         per_k = f"{slope / (n / wall / 1000):.2f} KB" if slope is not None else ""
@@ -237,7 +237,7 @@ def _print_table(table: list[tuple[str, int, dict[str, object]]], jobs: int) -> 
         print("| " + " | ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)) + " |")
     print(
         "\nmain CPU ms/file: the main process's CPU (start-up included) per input; "
-        "growth/1k: peak RSS over the smallest size's, per 1,000 more inputs"
+        "growth/1k: peak RSS over the previous size's, per 1,000 more inputs"
     )
 
 
