@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import os
 import re
 import string
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
@@ -356,6 +357,41 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+class ClaimedNames(Protocol):
+    """Where a `NameRegistry` keeps the (casefolded) names it handed out: in memory
+    (`MemoryClaims`), or for a batch of any size in a file (`engine.scratch`), since one
+    entry per output would otherwise grow the main process without bound."""
+
+    def is_base(self, key: str) -> bool | None:
+        """True if `key` is a claimed base, False if only a folder above one, None if free."""
+        ...
+
+    def take(self, key: str, folders: Sequence[str]) -> bool:
+        """Claim `key` as a base if it is neither a base nor a folder yet (and note the
+        `folders` above it); False if it was taken."""
+        ...
+
+
+class MemoryClaims:
+    """`ClaimedNames` in two in-memory sets (a library call, a test, a small run)."""
+
+    def __init__(self) -> None:
+        self._bases: set[str] = set()
+        self._folders: set[str] = set()
+
+    def is_base(self, key: str) -> bool | None:
+        if key in self._bases:
+            return True
+        return False if key in self._folders else None
+
+    def take(self, key: str, folders: Sequence[str]) -> bool:
+        if key in self._bases or key in self._folders:
+            return False
+        self._bases.add(key)
+        self._folders.update(folders)
+        return True
+
+
 class NameRegistry:
     """Hands out output bases so that two outputs never write to one name.
 
@@ -366,23 +402,21 @@ class NameRegistry:
     case-insensitive file system. A later claim that overlaps gets `_2`, `_3`, ... on the
     part that collides: the file name, or the folder that is already another input's base
     (`x.dcm` and `x/y.dcm` become `x.png` and `x_2/y.png`). The manifest and dcmexport's
-    own folder are reserved.
+    own folder are reserved. The claimed names are kept in `claimed` (default: in memory).
     """
 
     RESERVED = ("manifest.csv", ".dcmexport", "report_assets", "contact_sheets")
 
-    def __init__(self) -> None:
-        self._bases: set[str] = {name.casefold() for name in self.RESERVED}
-        self._prefixes: set[str] = set()
+    def __init__(self, claimed: ClaimedNames | None = None) -> None:
+        self._claimed = claimed if claimed is not None else MemoryClaims()
+        for name in self.RESERVED:
+            self._claimed.take(name.casefold(), ())
 
-    def _conflict(self, parts: list[str]) -> int | None:
-        """The index of the first part that collides with an earlier claim, or None."""
-        keys = ["/".join(parts[: i + 1]).casefold() for i in range(len(parts))]
+    def _conflict(self, keys: list[str]) -> int | None:
+        """The index of the first folder level that is an earlier claim's base, or None."""
         for i, key in enumerate(keys[:-1]):
-            if key in self._bases:
+            if self._claimed.is_base(key):
                 return i
-        if keys[-1] in self._bases or keys[-1] in self._prefixes:
-            return len(parts) - 1
         return None
 
     def claim(self, base: PurePosixPath) -> tuple[PurePosixPath, str]:
@@ -390,16 +424,22 @@ class NameRegistry:
         original = list(base.parts)
         parts = list(original)
         counters: dict[int, int] = {}
-        while (index := self._conflict(parts)) is not None:
+        while True:
+            keys = list(itertools.accumulate((p.casefold() for p in parts), _join_key))
+            index = self._conflict(keys)
+            if index is None:
+                if self._claimed.take(keys[-1], keys[:-1]):
+                    break
+                index = len(parts) - 1
             counters[index] = counters.get(index, 1) + 1
             parts[index] = f"{original[index]}_{counters[index]}"
         candidate = PurePosixPath(*parts)
-        key = str(candidate).casefold()
-        self._bases.add(key)
-        key_parts = key.split("/")
-        self._prefixes.update("/".join(key_parts[:i]) for i in range(1, len(key_parts)))
         note = "" if parts == original else f"name collision: {base} taken, wrote {candidate}"
         return candidate, note
+
+
+def _join_key(folder: str, part: str) -> str:
+    return f"{folder}/{part}"
 
 
 # --------------------------------------------------------------------------- the HTML report

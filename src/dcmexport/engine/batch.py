@@ -23,7 +23,15 @@ from ..dicom.deid import DeidOptions, random_key
 from ..dicom.series import slice_infos
 from ..errors import UsageError
 from ..exporters import SeriesJob, plan_series_volumes, series_wanted
-from ..manifest import COLUMNS, MANIFEST_NAME, Kind, ManifestRow, Status, manifest_bytes
+from ..manifest import (
+    COLUMNS,
+    MANIFEST_NAME,
+    Kind,
+    ManifestRow,
+    Status,
+    manifest_bytes,
+    write_manifest_file,
+)
 from ..naming import NameRegistry
 from ..options import (
     BurnedInPolicy,
@@ -41,6 +49,7 @@ from .executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, executor, wo
 from .faults import store_fault
 from .plan import claim_volume_bases, plan, series_jobs
 from .pool import DEFAULT_TIMEOUT
+from .scratch import Scratch
 from .state import RunState
 from .work import (
     FileResult,
@@ -229,6 +238,7 @@ def convert(
         executor(n_jobs, scheduler, timeout, isolate=isolate) as pool,
         _exclusive(store),
         limits.applied(opts.limits),
+        Scratch() as scratch,
     ):
         store.clear_temp()
         if reporter is not None:
@@ -236,13 +246,14 @@ def convert(
         state = RunState(store, options_key(opts, deid))
         try:
             workers = worker_slots(pool, n_jobs)
-            registry = NameRegistry()
+            registry = NameRegistry(scratch.claims())
+            first_time = scratch.seen().first_time
             found = sources.discover(items, exclude, storage_options)
             if opts.anonymize:
                 assert deid is not None
-                planned = plan_deidentified(found, registry, opts, deid, deid_map)
+                planned = plan_deidentified(found, registry, opts, deid, deid_map, first_time)
             else:
-                planned = plan(found, registry, opts)
+                planned = plan(found, registry, opts, first_time)
             slices: dict[str, str] = {}  # single-frame images converted: source -> output
             want_series = series_wanted(opts)
 
@@ -281,7 +292,7 @@ def convert(
                     done(result)
             if slices:
                 _series(slices, registry, state, pool, opts, run_store, workers, summary)
-            store.put(MANIFEST_NAME, manifest_bytes(state.rows_of_this_run()))  # one PUT
+            _put_manifest(store, state)
             if deid_map is not None:
                 deid_map.write(map_file)
         except BaseException as exc:  # a stop (Ctrl-C, SIGTERM, disk full): keep what was done
@@ -506,6 +517,13 @@ def _no_slice_info(pair: tuple[str, str], reason: str) -> None:
 def _manifest_after_stop(store: Store, state: RunState) -> None:
     """The manifest of the inputs finished before a stop (best effort: the disk may be full)."""
     try:
-        store.put(MANIFEST_NAME, manifest_bytes(state.rows_of_this_run()))
+        _put_manifest(store, state)
     except Exception:  # the run is stopping anyway; the rerun writes it
         log.debug("could not write the manifest after the stop", exc_info=True)
+
+
+def _put_manifest(store: Store, state: RunState) -> None:
+    """The manifest of this run's inputs, streamed from the state into a temporary file and
+    put in place at once (one PUT for an object store): never whole in memory."""
+    with store.open_atomic(MANIFEST_NAME) as tmp:
+        write_manifest_file(tmp, state.rows_of_this_run())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
 from pydicom.dataset import Dataset
@@ -33,7 +33,7 @@ from ..naming import Layout, NameRegistry, sanitize_component
 from ..options import ConvertOptions
 from ..sources import InputRef
 from ..store import atomic_path, write_atomic
-from .plan import claim_names
+from .plan import claim_names, first_time_in_memory
 from .work import WorkItem
 
 #: The ``--map`` row kind that relinks an input's path to its pseudonymous id.
@@ -88,6 +88,7 @@ def plan_deidentified(
     options: ConvertOptions,
     deid: DeidOptions,
     deid_map: DeidMap | None = None,
+    first_time: Callable[[str], bool] | None = None,
 ) -> Iterator[WorkItem]:
     """`plan` for de-identified runs: PHI-free bases, pseudonymous sources, keyed state keys.
 
@@ -96,14 +97,13 @@ def plan_deidentified(
     header and ``{stem}`` is the new SOP Instance UID. Names are claimed in discovery order.
     """
     layout = options.layout
-    seen: set[str] = set()
+    first_time = first_time or first_time_in_memory()
     for seq, found_ref in enumerate(found):
         ref = found_ref.absolute()
         key = f"{ref.path}/{ref.member}" if ref.member else str(ref.path)
         key += f"\x00{ref.copy}" if ref.copy > 1 else ""  # a later copy of a repeated member
-        if key in seen:
+        if not first_time(key):
             continue
-        seen.add(key)
         handle = keyed_token(deid.key, "input", key)
         state_key = f"input:{handle}"
         header = None

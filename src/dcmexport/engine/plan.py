@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import PurePosixPath
 
 from .. import sources
@@ -33,23 +33,24 @@ def plan(
     found: Iterable[InputRef],
     registry: NameRegistry | None = None,
     options: ConvertOptions | None = None,
+    first_time: Callable[[str], bool] | None = None,
 ) -> Iterator[WorkItem]:
     """Claim a unique output base for every input, in discovery order.
 
     With a layout template the base comes from the input's header, read here (without
     pixel data) so that the registry can keep every name unique — including, for a
-    ``{frame}`` template, the name of every still.
+    ``{frame}`` template, the name of every still. `first_time(key)` remembers the inputs
+    planned (default: in a set; a batch keeps them in its `scratch` database).
     """
     registry = registry if registry is not None else NameRegistry()
     options = options or ConvertOptions()
+    first_time = first_time or first_time_in_memory()
     layout = options.layout
-    seen: set[str] = set()
     for seq, found_ref in enumerate(found):
         ref = found_ref.absolute()  # workers read absolute paths (a Dask worker's cwd differs)
         key = ref.key  # a path, archive/member (and which copy of it), or server instance URL
-        if key in seen:  # the same file named twice (a folder and a file in it): once
+        if not first_time(key):  # the same file named twice (a folder and a file in it): once
             continue
-        seen.add(key)
         state_key = key if ref.copy > 1 else ""  # a later copy of a repeated archive member
         if ref.problem:
             yield WorkItem(found_ref.source, ref, "", "", seq, state_key=state_key)
@@ -66,6 +67,19 @@ def plan(
             repeated = f"copy {ref.copy} of a member name the archive repeats"
             note = "; ".join(n for n in (repeated, note) if n)
         yield WorkItem(found_ref.source, ref, base, note, seq, frame_bases, state_key)
+
+
+def first_time_in_memory() -> Callable[[str], bool]:
+    """A `first_time` keeping the keys in a set."""
+    seen: set[str] = set()
+
+    def first_time(key: str) -> bool:
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    return first_time
 
 
 def claim_names(
