@@ -144,15 +144,49 @@ def _elements(source: Dataset | None) -> dict[int, Any]:
     return {int(tag): element for tag, element in source.items()}
 
 
-def _element_value(source: Dataset, element: Any, tag: int, vr: str) -> Any:
-    """The value of `element` (`tag` of `source`); None if absent."""
+#: Cells decoded from raw bytes by (column, VR, little endian, bytes): most header values
+#: repeat from file to file of a series, so most cells are one look-up. Bounded: cleared
+#: when full, and long values are not kept.
+_CELLS: dict[tuple[str, str | None, bool, bytes], Any] = {}
+_CELLS_MAX = 65536
+_CELL_BYTES_MAX = 256
+
+
+def forget_cells() -> None:
+    """Empty the cell cache: each run starts cold (and a forked worker with an empty one)."""
+    _CELLS.clear()
+
+
+def _raw_cell(raw: Any, column: Column) -> Any:
+    """The cell of a raw element decoded by `_raw_items`, or `_USE_PYDICOM`.
+
+    A cell depends on nothing but the key of `_CELLS` (`_raw_items` decodes only what
+    reads the same in every character set), so a cached one is the one decoded again.
+    """
+    value = raw.value
+    if not isinstance(value, bytes) or len(value) > _CELL_BYTES_MAX or raw.length == 0xFFFFFFFF:
+        items = _raw_items(raw, column.vr)
+        return items if items is _USE_PYDICOM else _convert(items, column)
+    key = (column.name, raw.VR, raw.is_little_endian, value)
+    cell = _CELLS.get(key, _CELLS)
+    if cell is _CELLS:
+        items = _raw_items(raw, column.vr)
+        cell = items if items is _USE_PYDICOM else _convert(items, column)
+        if len(_CELLS) >= _CELLS_MAX:
+            _CELLS.clear()
+        _CELLS[key] = cell
+    return list(cell) if type(cell) is list else cell  # each row its own list
+
+
+def _cell(source: Dataset, element: Any, tag: int, column: Column) -> Any:
+    """The cell of `element` (`tag` of `source`); None if absent."""
     if element is None:
         return None
     if getattr(element, "is_raw", False):
-        items = _raw_items(element, vr)
-        if items is not _USE_PYDICOM:
-            return items
-    return source[tag].value  # converted by pydicom (a deferred value is read here)
+        cell = _raw_cell(element, column)
+        if cell is not _USE_PYDICOM:
+            return cell
+    return _convert(source[tag].value, column)  # converted by pydicom (or a deferred read)
 
 
 def _dicom_values(ds: Dataset, specs: Sequence[Column], path: str) -> Row:
@@ -172,8 +206,7 @@ def _dicom_values(ds: Dataset, specs: Sequence[Column], path: str) -> Row:
                 meta_elements = _elements(meta)
             source, found = meta, meta_elements  # type: ignore[assignment]
         try:
-            value = _element_value(source, found.get(tag), tag, column.vr)
-            row[column.name] = _convert(value, column)
+            row[column.name] = _cell(source, found.get(tag), tag, column)
         except Exception as exc:  # a malformed value spoils one cell, not the row
             log.debug("%s: cannot read %s (%s)", path, tag_text(tag), type(exc).__name__)
             row[column.name] = None
