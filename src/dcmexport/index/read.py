@@ -78,7 +78,7 @@ def _head_dataset(path: str) -> _Head | None:
     is None: the caller reads the path as before, and says why it failed.
     """
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:  # one read(2): no buffer to fill and copy
             head = f.read(HEAD_BYTES)
             size = os.fstat(f.fileno()).st_size
     except OSError:
