@@ -148,7 +148,7 @@ def _elements(source: Dataset | None) -> dict[int, Any]:
 #: repeat from file to file of a series, so most cells are one look-up. Bounded: cleared
 #: when full, and long values are not kept.
 _CELLS: dict[tuple[str, str | None, bool, bytes], Any] = {}
-_CELLS_MAX = 65536
+_CELLS_MAX = 16384  # a few MB at most: keys and cells of up to 256 bytes
 _CELL_BYTES_MAX = 256
 
 
