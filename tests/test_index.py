@@ -173,7 +173,7 @@ WIDE = (
 def test_fast_decoding_matches_pydicom(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     path, columns = str(pydicom_file(name)), instance_columns(WIDE)
     fast = read_header(path, columns)
-    monkeypatch.setattr(index.values, "_raw_items", lambda raw, vr: index.values._USE_PYDICOM)
+    monkeypatch.setattr(index.values, "_raw_cell", lambda raw, column: index.values._USE_PYDICOM)
     assert fast == read_header(path, columns)
 
 

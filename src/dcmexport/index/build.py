@@ -33,6 +33,7 @@ from .columns import (
 from .read import read_header, read_headers
 from .series import series_rows
 from .table import _check_table, write_table
+from .values import forget_cells
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def _index(
     """The rows, made within the executor's lifetime (closing the generator ends both).
 
     `limit_values` hold in discovery (tar members are checked there) and in the workers."""
+    forget_cells()
     with (
         executor(jobs, scheduler, timeout, isolate=isolate) as pool,
         dicom_limits.applied(limit_values or Limits()),

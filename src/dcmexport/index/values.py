@@ -74,21 +74,32 @@ def _to_text(value: Any, vr: str) -> str:
 
 def _convert(value: Any, column: Column) -> Any:
     """An element's value as plain Python, typed and shaped by `column`."""
-    items = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
-    items = [v for v in items if v is not None and v != ""]
+    if type(value) is not list:  # `_raw_items` gives lists: they need no copy
+        value = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
+    if len(value) == 1:  # the common case, without the list building below
+        item = value[0]
+        if not (item is not None and item != ""):
+            return None
+        one = _typed(item, column)
+        return [one] if column.multi else one
+    items = [v for v in value if v is not None and v != ""]
     if not items:
         return None
-    if column.kind is ColumnType.INT:
-        values: list[Any] = [_to_int(v) for v in items]
-    elif column.kind is ColumnType.FLOAT:
-        values = [_to_float(v) for v in items]
-    else:
-        values = [_to_text(v, column.vr) for v in items]
+    values = [_typed(v, column) for v in items]
     if column.multi:
         return values
     if len(values) > 1 and column.kind is ColumnType.STR:  # a non-conformant repeat: keep it all
         return "\\".join(values)
     return values[0]
+
+
+def _typed(item: Any, column: Column) -> Any:
+    """One value item as the column's type."""
+    if column.kind is ColumnType.INT:
+        return _to_int(item)
+    if column.kind is ColumnType.FLOAT:
+        return _to_float(item)
+    return _to_text(item, column.vr)
 
 
 #: VRs whose bytes mean the same in every character set (PS3.5 6.1.2.3).
@@ -123,29 +134,80 @@ def _raw_items(raw: Any, vr: str) -> Any:
     return list(struct.unpack(f"{order}{len(value) // size}{code}", value))
 
 
-def _element_value(ds: Dataset, tag: int, vr: str) -> Any:
-    """The value of `tag` (from the file meta for group 0002); None if absent."""
-    source = getattr(ds, "file_meta", None) if tag >> 16 == 0x0002 else ds
+def _elements(source: Dataset | None) -> dict[int, Any]:
+    """A data set's elements by plain int tag, as read (raw until a value is asked for).
+
+    Why: one dict look-up per column instead of `Dataset.get_item`'s tag conversion and
+    tag comparisons, a fifth of the columns' cost."""
     if source is None:
-        return None
-    element = source.get_item(tag)  # None when absent
+        return {}
+    return {int(tag): element for tag, element in source.items()}
+
+
+#: Cells decoded from raw bytes by (column, VR, little endian, bytes): most header values
+#: repeat from file to file of a series, so most cells are one look-up. Bounded: cleared
+#: when full, and long values are not kept.
+_CELLS: dict[tuple[str, str | None, bool, bytes], Any] = {}
+_CELLS_MAX = 16384  # a few MB at most: keys and cells of up to 256 bytes
+_CELL_BYTES_MAX = 256
+
+
+def forget_cells() -> None:
+    """Empty the cell cache: each run starts cold (and a forked worker with an empty one)."""
+    _CELLS.clear()
+
+
+def _raw_cell(raw: Any, column: Column) -> Any:
+    """The cell of a raw element decoded by `_raw_items`, or `_USE_PYDICOM`.
+
+    A cell depends on nothing but the key of `_CELLS` (`_raw_items` decodes only what
+    reads the same in every character set), so a cached one is the one decoded again.
+    """
+    value = raw.value
+    if not isinstance(value, bytes) or len(value) > _CELL_BYTES_MAX or raw.length == 0xFFFFFFFF:
+        items = _raw_items(raw, column.vr)
+        return items if items is _USE_PYDICOM else _convert(items, column)
+    key = (column.name, raw.VR, raw.is_little_endian, value)
+    cell = _CELLS.get(key, _CELLS)
+    if cell is _CELLS:
+        items = _raw_items(raw, column.vr)
+        cell = items if items is _USE_PYDICOM else _convert(items, column)
+        if len(_CELLS) >= _CELLS_MAX:
+            _CELLS.clear()
+        _CELLS[key] = cell
+    return list(cell) if type(cell) is list else cell  # each row its own list
+
+
+def _cell(source: Dataset, element: Any, tag: int, column: Column) -> Any:
+    """The cell of `element` (`tag` of `source`); None if absent."""
     if element is None:
         return None
     if getattr(element, "is_raw", False):
-        items = _raw_items(element, vr)
-        if items is not _USE_PYDICOM:
-            return items
-    return source[tag].value
+        cell = _raw_cell(element, column)
+        if cell is not _USE_PYDICOM:
+            return cell
+    return _convert(source[tag].value, column)  # converted by pydicom (or a deferred read)
 
 
 def _dicom_values(ds: Dataset, specs: Sequence[Column], path: str) -> Row:
+    """The cells of the DICOM columns `specs` (group 0002 from the file meta)."""
     row: Row = {}
+    elements = _elements(ds)
+    meta: Dataset | None = None
+    meta_elements: dict[int, Any] | None = None
     for column in specs:
-        if column.tag is None:
+        tag = column.tag
+        if tag is None:
             continue
+        source, found = ds, elements
+        if tag >> 16 == 0x0002:
+            if meta_elements is None:
+                meta = getattr(ds, "file_meta", None)
+                meta_elements = _elements(meta)
+            source, found = meta, meta_elements  # type: ignore[assignment]
         try:
-            row[column.name] = _convert(_element_value(ds, column.tag, column.vr), column)
+            row[column.name] = _cell(source, found.get(tag), tag, column)
         except Exception as exc:  # a malformed value spoils one cell, not the row
-            log.debug("%s: cannot read %s (%s)", path, tag_text(column.tag), type(exc).__name__)
+            log.debug("%s: cannot read %s (%s)", path, tag_text(tag), type(exc).__name__)
             row[column.name] = None
     return row
