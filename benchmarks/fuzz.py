@@ -169,6 +169,8 @@ class Finding:
     key: str
     count: int = 0
     example: str = ""
+    #: the end of stderr of the first run that showed it, when no file explains it
+    stderr: str = ""
 
 
 def _peak_rss(proc: subprocess.Popen, stop: threading.Event, peak: list[int]) -> None:
@@ -261,9 +263,11 @@ def fuzz_batch(
     `long_run`: convert and ``info --json`` only (the pair the long run's target names)."""
     stats: dict[str, object] = {"files": len(files)}
 
-    def found(key: str, example: Path | None) -> None:
+    def found(key: str, example: Path | None, stderr: str = "") -> None:
         finding = findings.setdefault(key, Finding(key))
         finding.count += 1
+        if stderr and not finding.stderr:
+            finding.stderr = stderr[-2000:]
         if example is not None and not finding.example:
             crashers.mkdir(parents=True, exist_ok=True)
             kept = crashers / f"{len(findings):03d}_{example.name}"
@@ -288,9 +292,9 @@ def fuzz_batch(
         if code is None:
             found("convert: hang (whole batch)", None)
         elif code not in (0, 1):
-            found(f"convert: exit {code}: {_traceback_class(err)}", None)
+            found(f"convert: exit {code}: {_traceback_class(err)}", None, err)
         if "Traceback" in err:
-            found(f"convert: traceback: {_traceback_class(err)}", None)
+            found(f"convert: traceback: {_traceback_class(err)}", None, err)
         if rss > RSS_LIMIT:
             found("convert: over 1 GB", None)
         if code in (0, 1) and not (out / "manifest.csv").exists():
@@ -310,7 +314,7 @@ def fuzz_batch(
         code, err, rss, seconds = run(index, CONVERT_TIMEOUT)
         stats.update(index_exit=code, index_s=round(seconds, 1))
         if code is None or code not in (0, 1, 2) or "Traceback" in err:
-            found(f"index: exit {code}: {_traceback_class(err)}", None)
+            found(f"index: exit {code}: {_traceback_class(err)}", None, err)
     dicom = [str(p) for p in files if p.is_file()]
     started = time.monotonic()
     loops = [  # two loops side by side, one per core

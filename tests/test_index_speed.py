@@ -14,6 +14,7 @@ import pytest
 from pydicom.uid import UID
 
 from dcmexport import index
+from dcmexport.dicom import decoding, plainread
 from dcmexport.index import instance_columns, read_header
 from dcmexport.index.read import _head_dataset
 from dcmexport.index.table import _csv_cell, _csv_cells
@@ -42,9 +43,11 @@ COLUMNS = instance_columns(
 
 
 def _by_path_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The row read through `decoding.read_dataset` (pydicom reading the path), cold cache."""
+    """The row read through `decoding.read_dataset` with pydicom reading the path (the plain
+    reads switched off), cold cache."""
     with monkeypatch.context() as m:
         m.setattr(index.read, "_head_dataset", lambda path: None)
+        m.setattr(decoding, "_plain_header", lambda path: None)
         forget_cells()
         return read_header(str(path), COLUMNS)
 
@@ -74,7 +77,7 @@ def test_head_read_of_files_cut_anywhere(
     """Files cut inside the meta, inside an element, at and around the Pixel Data tag, with
     headers shorter and longer than the bytes read first: the path read's row each time."""
     data = pydicom_file(name).read_bytes()
-    monkeypatch.setattr(index.read, "HEAD_BYTES", head_bytes)
+    monkeypatch.setattr(plainread, "HEAD_BYTES", head_bytes)
     pixels = max(data.find(b"\xe0\x7f\x10\x00"), data.find(b"\x7f\xe0\x00\x10"))
     cuts = {0, 100, 132, 200, 700, head_bytes - 1, head_bytes, head_bytes + 1, len(data) - 1}
     if pixels > 0:

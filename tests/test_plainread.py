@@ -161,9 +161,11 @@ def test_read_plain_header_is_dcmread_stopping_before_pixels(
     monkeypatch.setattr(plainread, "HEAD_BYTES", head)
     fast = 0
     for path in _files(sample_set):
-        found = plainread.read_plain_header(str(path))
-        if found is None:
+        header = plainread.read_plain_header(str(path))
+        if header is None:
             continue
+        found = header.ds
+        assert header.size == path.stat().st_size
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             theirs = pydicom.dcmread(path, force=True, stop_before_pixels=True)

@@ -84,7 +84,10 @@ def has_dicm_prefix(path: str | os.PathLike[str]) -> bool:
 
 
 def read_dataset(
-    path: str | os.PathLike[str] | bytes | IO[bytes], *, stop_before_pixels: bool = False
+    path: str | os.PathLike[str] | bytes | IO[bytes],
+    *,
+    stop_before_pixels: bool = False,
+    plain: bool = True,
 ) -> Dataset:
     """Read a DICOM file (a path, the bytes of an archive member, or an open binary file such
     as an object-store read), with or without preamble and file meta; `NotDicomError` otherwise.
@@ -92,6 +95,8 @@ def read_dataset(
     Files without the ``DICM`` marker count as DICOM only if pydicom parses a header with
     elements of the General Study/Series/Image or Image Pixel groups (0008, 0020, 0028).
     Pixel data over 8 MB is deferred, so a large cine is not loaded to pick a few frames.
+    A plain file is parsed by `plainread` (pydicom's own dataset, built faster); ``plain=False``
+    is for a caller that tried that already.
     """
     source: IO[bytes] | str | os.PathLike[str]
     in_memory = isinstance(path, bytes)
@@ -113,7 +118,7 @@ def read_dataset(
             source = io.BytesIO(whole)
             if part10 and not _maybe_deflated(whole):
                 part10_plain = True
-        elif stop_before_pixels and (head_ds := _plain_header(path)) is not None:
+        elif stop_before_pixels and plain and (head_ds := _plain_header(path)) is not None:
             return head_ds  # a plain header within the file's first bytes, as pydicom reads it
         else:  # a header-only or a large read: the head says Part 10, and which syntax
             with open(path, "rb") as f:
@@ -205,7 +210,8 @@ def _read_small(path: str | os.PathLike[str]) -> FileDataset | bytes | None:
 def _plain_header(path: str | os.PathLike[str]) -> FileDataset | None:
     """A plain file's header read from its first bytes (`plainread.read_plain_header`), or
     None: then pydicom reads it."""
-    return plainread.read_plain_header(os.fspath(path))
+    found = plainread.read_plain_header(os.fspath(path))
+    return None if found is None else found.ds
 
 
 def _maybe_deflated(data: bytes) -> bool:

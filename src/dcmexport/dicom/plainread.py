@@ -100,14 +100,23 @@ def read_plain_file(path: str, limit: int) -> FileDataset | bytes | None:
         return found if found is not None else head + f.read()
 
 
-def read_plain_header(path: str) -> FileDataset | None:
+class PlainHeader(NamedTuple):
+    """A plain file's header (`read_plain_header`) and the file's size, from the same open."""
+
+    ds: FileDataset
+    size: int
+
+
+def read_plain_header(path: str) -> PlainHeader | None:
     """The `FileDataset` ``pydicom.dcmread(path, force=True, stop_before_pixels=True)`` gives
     when the file is plain and its header (everything before the Pixel Data) lies within its
-    first `HEAD_BYTES`; else None (the caller reads it with pydicom). OSError propagates."""
+    first `HEAD_BYTES`; else None (the caller reads it with pydicom). Every element of it is
+    whole: a file cut in its header is not plain. OSError propagates."""
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(HEAD_BYTES)
-    return _plain(_Bytes(head, size, io.BytesIO(head), None, header_only=True), path)
+    ds = _plain(_Bytes(head, size, io.BytesIO(head), None, header_only=True), path)
+    return None if ds is None else PlainHeader(ds, size)
 
 
 class _Bytes(NamedTuple):

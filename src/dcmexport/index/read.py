@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import warnings
 from collections.abc import Sequence
-from typing import Any, NamedTuple
 
-import pydicom
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from .. import sources
-from ..dicom import decoding, limits, native
+from ..dicom import decoding, limits, plainread
 from ..dicom.faults import PASS_THROUGH, plain_reason
 from ..errors import DcmExportError, InputReadError, NotDicomError
 from ..naming import display_path
@@ -40,72 +36,15 @@ def _opened(path: str | InputRef) -> str | bytes | InputRef:
     return sources.open_input(path)
 
 
-#: The bytes read first for a local file's header: nearly every header ends inside them.
-HEAD_BYTES = 16 * 1024
-#: Where a header-only read stops: (7FE0,0010), (7FE0,0008), (7FE0,0009) (pydicom's
-#: ``stop_before_pixels``), little and big endian.
-_PIXEL_TAGS = frozenset(
-    (group + element)
-    for group, element in (
-        (b"\xe0\x7f", b"\x10\x00"),
-        (b"\xe0\x7f", b"\x08\x00"),
-        (b"\xe0\x7f", b"\x09\x00"),
-        (b"\x7f\xe0", b"\x00\x10"),
-        (b"\x7f\xe0", b"\x00\x08"),
-        (b"\x7f\xe0", b"\x00\x09"),
-    )
-)
-
-
-class _Head(NamedTuple):
-    """A header read from a local file's first bytes (see `_head_dataset`)."""
-
-    ds: Dataset
-    size: int
-    #: the parse stopped at the Pixel Data tag, so every element before it is whole
-    whole_elements: bool
-
-
-def _head_dataset(path: str) -> _Head | None:
-    """The header of a plain Part 10 file parsed from its first `HEAD_BYTES`, or None.
-
-    Why: one open and one read, parsed from memory, costs about a fifth less than pydicom's
-    many small reads of the file (`decoding.read_dataset`'s header-only read). It is the
-    same data set when the parse stopped at the Pixel Data tag inside those bytes (it never
-    read past them, and every element before the tag is whole), or when those bytes are
-    the whole file (then no element may be left unread: it would be read from the path).
-    Anything else (deflated or unusual File Meta, no ``DICM``, a longer header, an error)
-    is None: the caller reads the path as before, and says why it failed.
-    """
+def _head_dataset(path: str) -> plainread.PlainHeader | None:
+    """The header of a plain local file parsed from its first bytes, with the file's size
+    from the same open (`plainread.read_plain_header`: the data set pydicom's header-only
+    read gives, every element whole), or None: the caller reads the path as before, and
+    says why it failed."""
     try:
-        with open(path, "rb", buffering=0) as f:  # one read(2): no buffer to fill and copy
-            head = f.read(HEAD_BYTES)
-            size = os.fstat(f.fileno()).st_size
+        return plainread.read_plain_header(path)
     except OSError:
         return None
-    if head[128:132] != b"DICM":
-        return None
-    syntax = native.meta_transfer_syntax(head)
-    if syntax is None or syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
-        return None
-    buffer = io.BytesIO(head)
-    try:
-        ds = pydicom.dcmread(buffer, force=True, stop_before_pixels=True, defer_size="8 MB")
-    except Exception:
-        return None
-    if len(ds) == 0:  # read_dataset tries to salvage such a file
-        return None
-    at = buffer.tell()
-    if head[at : at + 4] in _PIXEL_TAGS:
-        return _Head(ds, size, whole_elements=True)
-    if size == len(head) and not any(_deferred(e) for e in ds.values()):
-        return _Head(ds, size, whole_elements=False)
-    return None
-
-
-def _deferred(element: Any) -> bool:
-    """True for a raw element whose value pydicom left in the file (over ``defer_size``)."""
-    return isinstance(element, RawDataElement) and element.value is None
 
 
 def _read_values(
@@ -114,15 +53,16 @@ def _read_values(
     """The DICOM columns of one file and, if a local file's read gave it, its size;
     `NotDicomError` for an unusable header."""
     size = None
+    ds: Dataset
     head = _head_dataset(source) if isinstance(source, str) else None
     if head is not None:
         ds, size = head.ds, head.size
     elif isinstance(source, InputRef):  # an object: a few range requests, never the whole
         with sources.open_header(source) as header:
             ds = decoding.read_dataset(header, stop_before_pixels=True)
-    else:
-        ds = decoding.read_dataset(source, stop_before_pixels=True)
-    problem = None if head is not None and head.whole_elements else decoding.header_truncation(ds)
+    else:  # the plain read was tried (or the input is bytes)
+        ds = decoding.read_dataset(source, stop_before_pixels=True, plain=False)
+    problem = None if head is not None else decoding.header_truncation(ds)
     if problem:
         raise NotDicomError(problem)
     row = _dicom_values(ds, specs, _shown(path))
