@@ -10,9 +10,12 @@ conversion is pydicom's own.
 
 It answers only for the plain case: a preamble and ``DICM``, an explicit little-endian File
 Meta, no Command Set, a little-endian transfer syntax (implicit or explicit VR, native or
-encapsulated), well-formed element headers of known VRs, every value inside the file, and no
-warning from pydicom on the way. Anything else returns None and the caller reads the file
-with `dcmread`, which then decides (and warns, repairs or fails) exactly as before.
+encapsulated), well-formed element headers of known VRs and every value inside the file.
+Anything else returns None and the caller reads the file with `dcmread`, which then decides
+(and warns, repairs or fails) exactly as before. Warnings are left alone: the conversions
+made on the way are the ones `dcmread` makes, and warn alike. (Turning them into errors
+here would also turn an unrelated warning, such as a finalizer's that the garbage collector
+happens to run meanwhile, into an "Exception ignored" traceback on stderr.)
 Undefined-length values (sequences, encapsulated Pixel Data) are read by pydicom's own
 `read_sequence` / `read_undefined_length_value`, as its generator reads them.
 """
@@ -22,7 +25,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import warnings
 from collections.abc import Callable, MutableSequence
 from typing import Any, NamedTuple, cast
 
@@ -135,11 +137,9 @@ def _plain(source: _Bytes, fileobj: io.BytesIO | str) -> FileDataset | None:
     data = source.data
     if len(data) < 140 or data[128:132] != b"DICM" or data[132:134] != b"\x02\x00":
         return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # pydicom warns only off the plain case
-            return _read(source, fileobj)
-    except Exception:  # _NotPlain, a warning, or pydicom's own error: pydicom's reading decides
+    try:  # pydicom's warnings on the way (a value it tolerates) are the ones dcmread gives
+        return _read(source, fileobj)
+    except Exception:  # _NotPlain, or pydicom's own error: pydicom's reading decides
         return None
 
 
