@@ -128,9 +128,12 @@ def _syntax(path: Path) -> str | None:
         return None
 
 
-def _pillow_jpeg_dicom(path: Path, mode: str, photometric: str, frames: int) -> Path:
-    """A JPEG Baseline DICOM file with frames Pillow encoded (grey, or RGB stored without a
-    colour transform and without an Adobe marker, which libjpeg would take for YCbCr)."""
+def _pillow_jpeg_dicom(
+    path: Path, mode: str, photometric: str, frames: int, size: tuple[int, int] = (48, 64)
+) -> Path:
+    """A JPEG Baseline DICOM file with frames Pillow encoded (grey; RGB stored without a
+    colour transform and without an Adobe marker, which libjpeg would take for YCbCr; or
+    ``YCbCr``: RGB encoded the usual way, as YBR_FULL_422)."""
     import io
 
     from PIL import Image
@@ -142,19 +145,20 @@ def _pillow_jpeg_dicom(path: Path, mode: str, photometric: str, frames: int) -> 
     rng = np.random.default_rng(3)
     streams = []
     for _ in range(frames):
-        shape = (48, 64) if mode == "L" else (48, 64, 3)
-        image = Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode)
+        shape = size if mode == "L" else (*size, 3)
+        pixels = rng.integers(0, 255, shape, dtype=np.uint8)
+        image = Image.fromarray(pixels, "L" if mode == "L" else "RGB")
         out = io.BytesIO()
         image.save(out, "JPEG", quality=90, keep_rgb=mode == "RGB")
         streams.append(out.getvalue())
     ds.PixelData = encapsulate(streams)
     ds["PixelData"].VR = "OB"
-    ds.Rows, ds.Columns, ds.NumberOfFrames = 48, 64, frames
+    ds.Rows, ds.Columns, ds.NumberOfFrames = *size, frames
     ds.SamplesPerPixel = 1 if mode == "L" else 3
     ds.PhotometricInterpretation = photometric
     ds.BitsAllocated = ds.BitsStored = 8
     ds.HighBit, ds.PixelRepresentation = 7, 0
-    if mode == "RGB":
+    if mode != "L":
         ds.PlanarConfiguration = 0
     for name in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
         if name in ds:
@@ -190,3 +194,39 @@ def test_jpeg_baseline_frames_read_lean_equal_pydicoms(
             np.testing.assert_array_equal(ours, expected, err_msg=f"{path.name} frame {index}")
             lean += 1
     assert lean >= (150 if pydicom_data_files() else 15), lean  # pydicom-data: a 120-frame cine
+
+
+def test_a_large_jpeg_cine_streams_through_pillow_as_dcmtk_decodes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A YBR cine over the 8 MB read limit stays on disk; its frames, read one at a time from
+    the file and decoded by Pillow (libjpeg's YCbCr → RGB), equal DCMTK's `dcmj2pnm` exactly.
+    pydicom's own stream converts YCbCr in floating point: within 1 of it on these noise
+    frames (47 of 921,600 values on the first), and equal on the real files above."""
+    import subprocess
+
+    from PIL import Image
+
+    from .conftest import dcmtk_tool
+
+    dcmj2pnm = dcmtk_tool("dcmj2pnm")
+    path = _pillow_jpeg_dicom(tmp_path / "cine.dcm", "YCbCr", "YBR_FULL_422", 32, (480, 640))
+    assert path.stat().st_size > 8 * 2**20
+    ds = decoding.read_dataset(path)
+    assert decoding._pixels_deferred(ds, decoding.transfer_syntax(ds))
+    streamed = list(decoding._pillow_baseline_stream(ds, str(path)))
+    assert len(streamed) == 32 and all(frame is not None for frame in streamed)
+    ours = list(decoding.iter_frames(ds, str(path)))
+    with monkeypatch.context() as patch:
+        patch.setattr(decoding, "_lean_baseline", lambda ds, ts: False)
+        theirs = list(decoding.iter_frames(decoding.read_dataset(path), str(path)))
+    assert len(ours) == len(theirs) == 32
+    for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        assert a.dtype == b.dtype and a.shape == b.shape == (480, 640, 3)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, index
+        np.testing.assert_array_equal(a, streamed[index])
+    for index in (0, 17, 31):
+        ppm = tmp_path / f"{index}.ppm"
+        cmd = [dcmj2pnm, "--write-raw-pnm", "--frame", str(index + 1), str(path), str(ppm)]
+        subprocess.run(cmd, check=True, capture_output=True)
+        np.testing.assert_array_equal(ours[index], np.asarray(Image.open(ppm)), str(index))

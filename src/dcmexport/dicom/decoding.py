@@ -13,7 +13,7 @@ import io
 import logging
 import os
 from collections.abc import Hashable, Iterator
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, BinaryIO, NamedTuple, cast
 
 import numpy as np
 import pydicom
@@ -491,7 +491,7 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
         {"transfer_syntax_uid": ts} if src is not ds and _inferred_syntax(ds) else {}
     )
     as_rgb = codec_converts_colour(ts, bits_allocated or 8)
-    if plugins[0] == "pillow" and src is ds and ts == pydicom.uid.JPEGBaseline8Bit and as_rgb:
+    if src is ds and _lean_baseline(ds, ts):
         lean = _pillow_baseline_frame(ds, frame_index)
         if lean is not None:
             return lean
@@ -809,18 +809,16 @@ def _deflated_frame(ds: Dataset, frame_index: int) -> np.ndarray:
 _BASELINE_PHOTOMETRIC = {1: ("MONOCHROME1", "MONOCHROME2"), 3: ("YBR_FULL", "YBR_FULL_422", "RGB")}
 
 
-def _pillow_baseline_frame(ds: Dataset, frame_index: int) -> np.ndarray | None:
-    """An 8-bit JPEG Baseline frame decoded by Pillow itself, as pydicom's Pillow plugin with
-    ``as_rgb`` decodes it, without pydicom's per-frame runner (about 0.4 ms a frame); None
-    when it is not the plain case (then pydicom decodes it and explains any failure).
+class _BaselineLayout(NamedTuple):
+    samples: int
+    rows: int
+    columns: int
+    photometric: str
 
-    A YBR frame without an Adobe marker comes out of libjpeg as RGB: the same values as
-    pydicom's own YBR_FULL → RGB conversion of the YCbCr samples (and as DCMTK's), at a
-    third of the cost. An RGB frame without the marker is kept as stored, as pydicom keeps it
-    (libjpeg would take it for YCbCr). tests/test_decoding.py compares every frame.
-    """
-    from PIL import Image
 
+def _baseline_layout(ds: Dataset) -> _BaselineLayout | None:
+    """The frame layout of 8-bit unsigned JPEG Baseline data that Pillow decodes as pydicom's
+    Pillow plugin does (`_pillow_baseline`), or None: pydicom decodes it."""
     try:
         samples, rows, columns = _us_values(ds, 0x00280002, 0x00280010, 0x00280011)
         bits_allocated, bits_stored, signed = _us_values(ds, 0x00280100, 0x00280101, 0x00280103)
@@ -834,10 +832,25 @@ def _pillow_baseline_frame(ds: Dataset, frame_index: int) -> np.ndarray | None:
         or _cut_fragments(ds) is not None
     ):
         return None
-    from pydicom.encaps import get_frame
+    return _BaselineLayout(samples, rows, columns, photometric)
 
+
+def _pillow_baseline(data: bytes, layout: _BaselineLayout) -> np.ndarray | None:
+    """One 8-bit JPEG Baseline frame's codestream decoded by Pillow itself, as pydicom's
+    Pillow plugin with ``as_rgb`` decodes it, without pydicom's per-frame runner; None when
+    it is not the plain case (then pydicom decodes it and explains any failure).
+
+    A YBR frame without an Adobe marker comes out of libjpeg as RGB, at a third of the cost
+    of pydicom's floating-point YBR_FULL → RGB conversion of the YCbCr samples: exactly the
+    values DCMTK's `dcmj2pnm` gives (libjpeg's integer conversion), and within 1 of
+    pydicom's (equal on every real file tested; 47 of 921,600 values differ on a noise
+    frame). An RGB frame without the marker is kept as stored, as pydicom keeps it (libjpeg
+    would take it for YCbCr). tests/test_decoding.py compares every frame.
+    """
+    from PIL import Image
+
+    samples, rows, columns, photometric = layout
     try:
-        data = get_frame(ds.PixelData, frame_index, number_of_frames=number_of_frames(ds))
         image = Image.open(io.BytesIO(data), formats=("JPEG",))
         adobe = "adobe_transform" in image.info
         if samples == 3 and photometric == "RGB" and not adobe:
@@ -852,6 +865,38 @@ def _pillow_baseline_frame(ds: Dataset, frame_index: int) -> np.ndarray | None:
         return None
     pixels = np.frombuffer(image.tobytes(), dtype=np.uint8)
     return pixels.reshape((rows, columns) if samples == 1 else (rows, columns, 3))
+
+
+def _pillow_baseline_frame(ds: Dataset, frame_index: int) -> np.ndarray | None:
+    """Frame `frame_index` of in-memory 8-bit JPEG Baseline data, by `_pillow_baseline`."""
+    from pydicom.encaps import get_frame
+
+    layout = _baseline_layout(ds)
+    if layout is None:
+        return None
+    try:
+        data = get_frame(ds.PixelData, frame_index, number_of_frames=number_of_frames(ds))
+    except Exception:  # a broken item structure: pydicom's decoders say why
+        return None
+    return _pillow_baseline(data, layout)
+
+
+def _pillow_baseline_stream(ds: Dataset, path: str) -> Iterator[np.ndarray | None]:
+    """The frames of 8-bit JPEG Baseline data left on disk (a large cine), read one at a
+    time as pydicom's `iter_pixels` reads them (`generate_frames` from the file, at the
+    Pixel Data's value) and decoded by `_pillow_baseline`. Yields None where a frame is not
+    the plain case, and nothing at all when the data is not: the caller decodes from there."""
+    from pydicom.encaps import generate_frames
+
+    layout = _baseline_layout(ds)
+    element = ds.get_item("PixelData", keep_deferred=True)
+    where = getattr(element, "value_tell", None)
+    if layout is None or not isinstance(where, int):
+        return
+    with open(path, "rb") as f:
+        f.seek(where)
+        for data in generate_frames(f, number_of_frames=number_of_frames(ds)):
+            yield _pillow_baseline(data, layout)
 
 
 def _us_values(ds: Dataset, *tags: int) -> list[int]:
@@ -939,7 +984,19 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
     check_limits(ds)
     done = 0
     n = frames_present(ds)
-    if source is not None and _pixels_deferred(ds, ts) and _streamable(ds, ts):
+    deferred = source is not None and _pixels_deferred(ds, ts)
+    if deferred and _lean_baseline(ds, ts) and isinstance(source, (str, os.PathLike)):
+        try:
+            for frame in _pillow_baseline_stream(ds, os.fspath(source)):
+                if frame is None or done == n:
+                    break
+                yield frame
+                done += 1
+        except (OSError, ValueError) as exc:  # a broken item structure: per frame from here
+            log.debug("lean JPEG stream stopped at frame %d (%s)", done, exc)
+        if done == n:
+            return
+    elif deferred and _streamable(ds, ts):
         extra: dict[str, Any] = {"transfer_syntax_uid": ts} if _inferred_syntax(ds) else {}
         bits_allocated = _bits_allocated(ds)
         try:
@@ -962,6 +1019,16 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
             log.debug("streaming decode stopped at frame %d (%s): per frame from here", done, exc)
     for index in range(done, n):
         yield decode_frame(ds, index, source)
+
+
+def _lean_baseline(ds: Dataset, ts: UID) -> bool:
+    """8-bit JPEG Baseline whose preferred decoder is Pillow: `_pillow_baseline` may decode
+    its frames (it checks the rest)."""
+    return (
+        ts == pydicom.uid.JPEGBaseline8Bit
+        and codec_converts_colour(ts, _bits_allocated(ds) or 8)
+        and plugin_order(ts, _bits_allocated(ds))[0] == "pillow"
+    )
 
 
 def _streamable(ds: Dataset, ts: UID) -> bool:
