@@ -218,7 +218,7 @@ def test_a_large_jpeg_cine_streams_through_pillow_as_dcmtk_decodes_it(
     assert len(streamed) == 32 and all(frame is not None for frame in streamed)
     ours = list(decoding.iter_frames(ds, str(path)))
     with monkeypatch.context() as patch:
-        patch.setattr(decoding, "_lean_baseline", lambda ds, ts: False)
+        patch.setattr(decoding, "_lean_baseline", lambda ts, plugins, as_rgb: False)
         theirs = list(decoding.iter_frames(decoding.read_dataset(path), str(path)))
     assert len(ours) == len(theirs) == 32
     for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):

@@ -21,25 +21,10 @@ from dcmexport.index.table import _csv_cell, _csv_cells
 from dcmexport.index.values import forget_cells
 
 from .conftest import pydicom_file, pydicom_test_files_dir
+from .test_index import WIDE
 
 #: Many VRs, multi-valued columns, file meta and absent tags.
-COLUMNS = instance_columns(
-    (
-        *index.DEFAULT_COLUMNS,
-        "ImageType",
-        "OtherPatientIDs",
-        "InstitutionName",
-        "ReferringPhysicianName",
-        "PixelPaddingValue",
-        "FrameIncrementPointer",
-        "AcquisitionDateTime",
-        "PatientAge",
-        "KVP",
-        "TransferSyntaxUID",
-        "MediaStorageSOPInstanceUID",
-        "SpecificCharacterSet",
-    )
-)
+COLUMNS = instance_columns((*WIDE, "MediaStorageSOPInstanceUID", "SpecificCharacterSet"))
 
 
 def _by_path_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:

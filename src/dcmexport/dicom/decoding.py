@@ -286,22 +286,6 @@ def check_limits(ds: Dataset) -> int:
     return int(checked)
 
 
-#: What `limits.check_dataset` reads of a native image: the Image Pixel counts, Number of
-#: Frames, and the Pixel Data's length.
-_LIMIT_TAGS = tuple(
-    BaseTag(t)
-    for t in (
-        0x00280002,
-        0x00280006,
-        0x00280008,
-        0x00280010,
-        0x00280011,
-        0x00280100,
-        0x00280101,
-        0x00280102,
-        0x00280103,
-    )
-)
 _PIXEL_DATA = BaseTag(0x7FE00010)
 _native_limits_checked: dict[Hashable, int] = {}
 
@@ -316,7 +300,7 @@ def _native_limits_key(ds: Dataset, ts: UID) -> tuple[Any, ...] | None:
         held = (pixels.VR, len(pixels.value))
     else:
         return None
-    header = rawkey.raw_key(ds, _LIMIT_TAGS)
+    header = rawkey.raw_key(ds, limits.HEADER_TAGS)
     if header is None:
         return None
     active = limits.current()
@@ -491,7 +475,7 @@ def decode_frame(ds: Dataset, frame_index: int, source: Any = None) -> np.ndarra
         {"transfer_syntax_uid": ts} if src is not ds and _inferred_syntax(ds) else {}
     )
     as_rgb = codec_converts_colour(ts, bits_allocated or 8)
-    if src is ds and _lean_baseline(ds, ts):
+    if src is ds and _lean_baseline(ts, plugins, as_rgb):
         lean = _pillow_baseline_frame(ds, frame_index)
         if lean is not None:
             return lean
@@ -820,8 +804,12 @@ def _baseline_layout(ds: Dataset) -> _BaselineLayout | None:
     """The frame layout of 8-bit unsigned JPEG Baseline data that Pillow decodes as pydicom's
     Pillow plugin does (`_pillow_baseline`), or None: pydicom decodes it."""
     try:
-        samples, rows, columns = _us_values(ds, 0x00280002, 0x00280010, 0x00280011)
-        bits_allocated, bits_stored, signed = _us_values(ds, 0x00280100, 0x00280101, 0x00280103)
+        samples, rows, columns = (
+            native.us_value(ds, t) for t in (0x00280002, 0x00280010, 0x00280011)
+        )
+        bits_allocated, bits_stored, signed = (
+            native.us_value(ds, t) for t in (0x00280100, 0x00280101, 0x00280103)
+        )
     except (KeyError, TypeError, ValueError):
         return None
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
@@ -899,17 +887,6 @@ def _pillow_baseline_stream(ds: Dataset, path: str) -> Iterator[np.ndarray | Non
             yield _pillow_baseline(data, layout)
 
 
-def _us_values(ds: Dataset, *tags: int) -> list[int]:
-    """Image Pixel numbers of a dataset (each one plain US value); KeyError/ValueError if not."""
-    values = []
-    for tag in tags:
-        value = ds[tag].value
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(tag)
-        values.append(value)
-    return values
-
-
 def _imagecodecs_frame(
     original: Dataset, ds: Dataset, ts: UID, frame_index: int, *, keep_ybr: bool
 ) -> np.ndarray:
@@ -985,7 +962,11 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
     done = 0
     n = frames_present(ds)
     deferred = source is not None and _pixels_deferred(ds, ts)
-    if deferred and _lean_baseline(ds, ts) and isinstance(source, (str, os.PathLike)):
+    bits_allocated = _bits_allocated(ds)
+    # streamed from the file: by Pillow itself (8-bit JPEG Baseline) or by pydicom
+    plugins = plugin_order(ts, bits_allocated) if deferred and _streamable(ds, ts) else []
+    as_rgb = codec_converts_colour(ts, bits_allocated or 8)
+    if plugins and _lean_baseline(ts, plugins, as_rgb) and isinstance(source, (str, os.PathLike)):
         try:
             for frame in _pillow_baseline_stream(ds, os.fspath(source)):
                 if frame is None or done == n:
@@ -996,15 +977,14 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
             log.debug("lean JPEG stream stopped at frame %d (%s)", done, exc)
         if done == n:
             return
-    elif deferred and _streamable(ds, ts):
+    elif plugins:
         extra: dict[str, Any] = {"transfer_syntax_uid": ts} if _inferred_syntax(ds) else {}
-        bits_allocated = _bits_allocated(ds)
         try:
             for frame in iter_pixels(
                 source,
-                decoding_plugin=plugin_order(ts, bits_allocated)[0],
+                decoding_plugin=plugins[0],
                 correct_unused_bits=False,
-                as_rgb=codec_converts_colour(ts, bits_allocated or 8),
+                as_rgb=as_rgb,
                 **extra,
             ):
                 yield frame
@@ -1021,14 +1001,10 @@ def iter_frames(ds: Dataset, source: Any = None) -> Iterator[np.ndarray]:
         yield decode_frame(ds, index, source)
 
 
-def _lean_baseline(ds: Dataset, ts: UID) -> bool:
-    """8-bit JPEG Baseline whose preferred decoder is Pillow: `_pillow_baseline` may decode
-    its frames (it checks the rest)."""
-    return (
-        ts == pydicom.uid.JPEGBaseline8Bit
-        and codec_converts_colour(ts, _bits_allocated(ds) or 8)
-        and plugin_order(ts, _bits_allocated(ds))[0] == "pillow"
-    )
+def _lean_baseline(ts: UID, plugins: list[str], as_rgb: bool) -> bool:
+    """8-bit JPEG Baseline decoded to RGB whose preferred decoder is Pillow: `_pillow_baseline`
+    may decode its frames (it checks the rest)."""
+    return ts == pydicom.uid.JPEGBaseline8Bit and as_rgb and plugins[0] == "pillow"
 
 
 def _streamable(ds: Dataset, ts: UID) -> bool:

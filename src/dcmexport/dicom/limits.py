@@ -26,6 +26,7 @@ from typing import BinaryIO, Protocol
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from pydicom.uid import UID
 from pydicom.valuerep import VR
 
@@ -134,6 +135,9 @@ _DESCRIPTION_NUMBERS = (
     "PlanarConfiguration",
 )
 _KNOWN_VRS = frozenset(str(vr) for vr in VR)
+#: Every header element `check_dataset` reads besides the Pixel Data: a cache of its answer
+#: for a series keys on their raw bytes (`decoding.check_limits`).
+HEADER_TAGS = tuple(Tag(keyword) for keyword in (*_DESCRIPTION_NUMBERS, "NumberOfFrames"))
 
 
 def check_pixel_description(ds: Dataset) -> None:

@@ -75,9 +75,9 @@ def _layout(ds: Dataset, ts: UID) -> _Layout | None:
     if ts in _NATIVE_LITTLE and "PixelData" in ds:
         value = getattr(ds.get_item("PixelData", keep_deferred=True), "value", None)
         try:
-            rows, columns = _us(ds, 0x00280010), _us(ds, 0x00280011)
-            bits_allocated, bits_stored = _us(ds, 0x00280100), _us(ds, 0x00280101)
-            signed, samples = _us(ds, 0x00280103), _us(ds, 0x00280002, 1)
+            rows, columns = us_value(ds, 0x00280010), us_value(ds, 0x00280011)
+            bits_allocated, bits_stored = us_value(ds, 0x00280100), us_value(ds, 0x00280101)
+            signed, samples = us_value(ds, 0x00280103), us_value(ds, 0x00280002, 1)
             frames = int(ds.get("NumberOfFrames") or 1) if 0x00280008 in ds._dict else 1
         except (AttributeError, KeyError, TypeError, ValueError):
             value = None
@@ -98,7 +98,7 @@ def _layout(ds: Dataset, ts: UID) -> _Layout | None:
     return layout
 
 
-def _us(ds: Dataset, tag: int, default: int | None = None) -> int:
+def us_value(ds: Dataset, tag: int, default: int | None = None) -> int:
     """An US element of a little-endian dataset, from its raw two bytes when not yet
     converted (pydicom's attribute access costs ~15 µs); KeyError when absent without a
     `default`, ValueError when it is not one plain US value."""
