@@ -1,0 +1,100 @@
+"""The command line's start-up (`dcmexport._startup`): what it leaves out, and that nothing
+left out is lost. Each case runs in a fresh interpreter, as the command line starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _run(code: str, **env: str) -> dict[str, object]:
+    """`code` after the command line's imports, in a new process; it prints one JSON value."""
+    environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import dcmexport.cli\n" + code],
+        capture_output=True,
+        text=True,
+        env={**environment, **env},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    value: dict[str, object] = json.loads(result.stdout)
+    return value
+
+
+def test_the_command_line_loads_no_download_machinery() -> None:
+    loaded = _run(
+        "import sys, json\n"
+        "print(json.dumps({m: m in sys.modules for m in "
+        "('requests', 'urllib3', 'tqdm', 'pydicom.data.download', 'pydicom', 'numpy')}))"
+    )
+    assert loaded == {
+        "requests": False,
+        "urllib3": False,
+        "tqdm": False,
+        "pydicom.data.download": False,
+        "pydicom": True,
+        "numpy": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        # pydicom.pixels.processing bound this name from pydicom.data while the stand-in was in
+        "len(__import__('pydicom.pixels.processing').pixels.processing.get_palette_files('*'))",
+        "Path(__import__('pydicom').data.get_testdata_file('CT_small.dcm')).name",
+        "Path(__import__('pydicom.data.data_manager').data.data_manager"
+        ".get_testdata_file('MR_small.dcm')).name",
+        "__import__('pydicom').examples.ct.Modality",
+        "__import__('pydicom').examples.get_path('mr').name",
+    ],
+)
+def test_deferred_pydicom_packages_answer_as_the_real_ones(expression: str) -> None:
+    script = f"import json\nfrom pathlib import Path\nprint(json.dumps({{'v': {expression}}}))"
+    deferred = _run(script)["v"]
+    real = subprocess.run(
+        [sys.executable, "-c", "import pydicom\n" + script], capture_output=True, text=True
+    )
+    assert real.returncode == 0, real.stderr
+    assert deferred == json.loads(real.stdout)["v"]
+
+
+def test_after_first_use_the_real_package_is_in_place() -> None:
+    state = _run(
+        "import sys, json, types, pydicom\n"
+        "kind = lambda: type(sys.modules['pydicom.data']).__name__\n"
+        "before = kind()\n"
+        "pydicom.data.get_testdata_file('CT_small.dcm')\n"
+        "print(json.dumps({'before': before, 'after': kind(),"
+        " 'bound': sys.modules['pydicom.data'] is pydicom.data}))"
+    )
+    assert state == {"before": "_Deferred", "after": "module", "bound": True}
+
+
+def test_openblas_runs_one_thread_unless_the_user_chose() -> None:
+    code = "import os, json\nprint(json.dumps({'n': os.environ['OPENBLAS_NUM_THREADS']}))"
+    assert _run(code) == {"n": "1"}
+    assert _run(code, OPENBLAS_NUM_THREADS="4") == {"n": "4"}
+
+
+def test_a_conversion_started_from_the_command_line_still_works(tmp_path: Path) -> None:
+    """The main job, end to end, in one fresh process: nothing it needs was deferred away."""
+    from dcmexport.sample import write_samples
+
+    write_samples(tmp_path / "in", ct_slices=2, size=64)
+    command = ["convert", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-j", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "dcmexport", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "out").rglob("*.png"))
