@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import shutil
 import tarfile
 import uuid
@@ -22,6 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dcmexport import convert
 from dcmexport.cli import main
+from dcmexport.sources import InputRef
 
 from .conftest import pydicom_file, pydicom_test_files_dir
 
@@ -320,3 +322,36 @@ def test_frame_field_places_stills_and_names_the_video(tmp_path: Path) -> None:
         ("1", "OT/SC_rgb_rle_2frame_001.png"),
         ("2", "OT/SC_rgb_rle_2frame_002.png"),
     ]
+
+
+# --------------------------------------------------------------------------- InputRef paths
+
+
+@pytest.mark.parametrize(
+    ("root", "path"),
+    [
+        ("/data/in", "/data/in/a.dcm"),
+        ("/data/in/", "/data/in/sub/dir/a.dcm"),
+        ("/", "/a/b.dcm"),
+        ("in", "in/x/y.dcm"),
+        (".", "x/y.dcm"),
+        ("/data/in", "/data/in"),
+        ("/data/in", "/data/inner/a.dcm"),
+        ("/data/in", "/data/in/../in/a.dcm"),
+        ("/data//in/./", "/data/in/a b/ü.dcm"),
+    ],
+)
+def test_input_ref_paths_are_pathlibs(root: str, path: str) -> None:
+    """`trusted_parts` and `absolute` take string shortcuts; pathlib is the oracle."""
+    ref = InputRef(Path(path), root=Path(root))
+    try:
+        expected: tuple[str, ...] | None = Path(path).relative_to(Path(root)).parts
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError):
+            _ = ref.trusted_parts
+    else:
+        assert ref.trusted_parts == expected
+    assert ref.absolute().path == Path(os.path.abspath(Path(path)))
+    assert ref.absolute().root == ref.root

@@ -89,14 +89,22 @@ class InputRef:
         if self.member:
             return self.prefix
         if self.root is not None:
+            # per input in the main process: text, as `relative_to(root).parts` gives it
+            # (both are Paths: their text has no empty or "." components)
+            path, folder = os.fspath(self.path), os.fspath(self.root).rstrip(os.sep) + os.sep
+            if path.startswith(folder) and len(path) > len(folder):
+                return tuple(path[len(folder) :].split(os.sep))
             return self.path.relative_to(self.root).parts
         return (self.path.name,)
 
     def absolute(self) -> InputRef:
-        """The same input with an absolute path (a Dask worker's working folder is not ours)."""
+        """The same input with an absolute path (a Dask worker's working folder is not ours);
+        itself when its path already is (discovery under an absolute folder)."""
         if self.server:
             return self
-        return dataclasses.replace(self, path=Path(os.path.abspath(self.path)))
+        path = os.fspath(self.path)
+        absolute = os.path.abspath(path)
+        return self if absolute == path else dataclasses.replace(self, path=Path(absolute))
 
 
 def copy_suffix(copy: int) -> str:
