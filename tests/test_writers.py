@@ -405,3 +405,17 @@ def test_png_idat_is_a_zlib_stream_with_the_reference_adler32(level: int) -> Non
     assert data[37:41] == b"IDAT"
     raw = zlib.decompress(data[41 : 41 + length])  # raises on a bad Adler-32
     assert len(raw) == 37 * (53 + 1)
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 5551, 5552, 5553, 65536, 512 * 513, 3 << 20])
+@pytest.mark.parametrize("offset", [0, 3])
+def test_png_checksums_are_zlibs(size: int, offset: int) -> None:
+    """The PNG writer's Adler-32 and CRC-32 (libdeflate's when `deflate` is installed) give
+    stdlib zlib's values: at zlib's block boundary (5552), unaligned, chained from a value."""
+    from dcmexport.exporters import png
+
+    data = memoryview(np.random.default_rng(size).bytes(size + offset))[offset:]
+    assert png._adler32(data) == zlib.adler32(data)
+    assert png._crc32(data) == zlib.crc32(data)
+    assert png._crc32(data, 0x1234ABCD) == zlib.crc32(data, 0x1234ABCD)
+    assert png._adler32(data, 0x00050007) == zlib.adler32(data, 0x00050007)
