@@ -98,3 +98,20 @@ def test_a_conversion_started_from_the_command_line_still_works(tmp_path: Path) 
     )
     assert result.returncode == 0, result.stderr
     assert list((tmp_path / "out").rglob("*.png"))
+
+
+def test_the_index_room_loads_on_first_use() -> None:
+    """The command line imports `index.columns` for its choices; the rest of the room (and
+    every name it exports) comes on first use."""
+    state = _run(
+        "import sys, json, dcmexport.index as index\n"
+        "before = sorted(m for m in sys.modules if m.startswith('dcmexport.index'))\n"
+        "missing = [n for n in index.__all__ if getattr(index, n, None) is None]\n"
+        "print(json.dumps({'before': before, 'missing': missing,"
+        " 'all': sorted(index.__all__) == sorted(dir(index))}))"
+    )
+    assert state == {
+        "before": ["dcmexport.index", "dcmexport.index.columns"],
+        "missing": [],
+        "all": True,
+    }

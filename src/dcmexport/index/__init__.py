@@ -32,23 +32,66 @@ How a table is shaped, and why:
   such columns as text (``dtype=str``, ``types={...}``) or use Parquet.
 """
 
-from .build import CHUNK_SIZE, IndexSummary, RowOutcome, build_index, index_rows
-from .columns import (
-    DEFAULT_COLUMNS,
-    DERIVED_COLUMNS,
-    SERIES_COLUMNS,
-    Column,
-    ColumnType,
-    IndexLevel,
-    column_spec,
-    instance_columns,
-    normalize_columns,
-    parse_columns,
-    series_columns,
-)
-from .read import read_header, read_headers
-from .series import series_rows
-from .table import TABLE_FORMATS, write_table
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use (PEP 562): the command line imports `columns` for its `--level`
+# choices on every run, and a conversion never needs the rest of this room.
+_EXPORTS = {
+    **dict.fromkeys(
+        ("CHUNK_SIZE", "IndexSummary", "RowOutcome", "build_index", "index_rows"), "build"
+    ),
+    **dict.fromkeys(
+        (
+            "DEFAULT_COLUMNS",
+            "DERIVED_COLUMNS",
+            "SERIES_COLUMNS",
+            "Column",
+            "ColumnType",
+            "IndexLevel",
+            "column_spec",
+            "instance_columns",
+            "normalize_columns",
+            "parse_columns",
+            "series_columns",
+        ),
+        "columns",
+    ),
+    **dict.fromkeys(("read_header", "read_headers"), "read"),
+    "series_rows": "series",
+    **dict.fromkeys(("TABLE_FORMATS", "write_table"), "table"),
+}
+
+if TYPE_CHECKING:
+    from .build import CHUNK_SIZE, IndexSummary, RowOutcome, build_index, index_rows
+    from .columns import (
+        DEFAULT_COLUMNS,
+        DERIVED_COLUMNS,
+        SERIES_COLUMNS,
+        Column,
+        ColumnType,
+        IndexLevel,
+        column_spec,
+        instance_columns,
+        normalize_columns,
+        parse_columns,
+        series_columns,
+    )
+    from .read import read_header, read_headers
+    from .series import series_rows
+    from .table import TABLE_FORMATS, write_table
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "CHUNK_SIZE",
