@@ -343,6 +343,31 @@ def test_store_put_writes_with_default_permissions_and_no_temp_left(tmp_path: Pa
     assert list(store.temp_dir.iterdir()) == []
 
 
+def test_store_put_finishes_short_writes_and_cleans_up_a_failed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`put` writes with `os.write`, which may write less than asked (a signal, a pipe-like
+    file system): it carries on until every byte is out; a failing write leaves no file."""
+    from dcmexport.store import LocalStore
+
+    real_write = os.write
+    monkeypatch.setattr(writers.os, "write", lambda fd, data: real_write(fd, bytes(data)[:1000]))
+    store = LocalStore(tmp_path / "out")
+    store.clear_temp()
+    data = random_image((100, 101), np.uint8).tobytes()
+    assert store.put("x.png", data) == "x.png"
+    assert (tmp_path / "out" / "x.png").read_bytes() == data
+
+    def failing(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writers.os, "write", failing)
+    with pytest.raises(OSError, match="No space"):
+        store.put("y.png", data)
+    assert not (tmp_path / "out" / "y.png").exists()
+    assert list(store.temp_dir.iterdir()) == []
+
+
 @pytest.mark.parametrize("rel", ["../x.png", "/etc/x.png", "a/..", "."])
 def test_store_put_refuses_names_that_leave_out(rel: str, tmp_path: Path) -> None:
     from dcmexport.errors import OutsideOutputError

@@ -206,8 +206,12 @@ class LocalStore:
             except FileExistsError:  # left by a killed run whose pid came round again
                 continue
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            try:  # os.write, not a file object: no fstat, isatty or seek per output
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             try:
                 os.replace(tmp, target)
             except OSError as exc:
