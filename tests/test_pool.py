@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
+
+import pytest
 
 from dcmexport.engine.executor import bounded_map
 from dcmexport.engine.pool import ResilientPool
@@ -52,3 +55,27 @@ def test_a_hanging_item_is_killed_after_the_timeout_and_the_rest_complete() -> N
     assert time.monotonic() - started < 20
     assert results["hang"].startswith("FAILED hang: timed out after 1.5 s")
     assert all(results[i] == i.upper() for i in items if i != "hang")
+
+
+def test_a_fork_that_fails_while_the_pool_starts_leaves_no_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pool forks its workers when it is made; if the second fork fails (a process
+    limit, no memory), the first worker is killed, not left idle for the exit to wait on."""
+    real_fork, calls = os.fork, [0]
+
+    def fork() -> int:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    with pytest.raises(BlockingIOError):
+        ResilientPool(2, 30)
+    monkeypatch.undo()
+    left = multiprocessing.active_children()
+    for process in left:  # never hang the test run on a regression
+        process.kill()
+    assert calls[0] == 2
+    assert left == []

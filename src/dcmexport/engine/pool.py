@@ -135,7 +135,11 @@ class ResilientPool(cf.Executor):
         )
         # fork the workers now, not at the first chunk: they start while this process
         # still lists and plans the inputs (about 20 ms sooner on a 300-file run)
-        self.executor.submit(os.getpid)
+        try:
+            self.executor.submit(os.getpid)
+        except BaseException:  # a fork failed (process limit, memory): none may outlive it
+            self.kill()
+            raise
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         return self.executor.submit(fn, *args, **kwargs)
