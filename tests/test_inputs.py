@@ -333,6 +333,8 @@ def test_frame_field_places_stills_and_names_the_video(tmp_path: Path) -> None:
         ("/data/in", "/data/in/a.dcm"),
         ("/data/in/", "/data/in/sub/dir/a.dcm"),
         ("/", "/a/b.dcm"),
+        ("//", "//a/b.dcm"),
+        ("//srv", "//srv/a/b.dcm"),
         ("in", "in/x/y.dcm"),
         (".", "x/y.dcm"),
         ("/data/in", "/data/in"),

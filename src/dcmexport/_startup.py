@@ -9,11 +9,12 @@ Three things, each measured on a 1-file ``convert`` (CPU, medians of interleaved
   main process and in forked workers (whose pages the collector then does not touch).
 - OpenBLAS, loaded by NumPy, starts a thread per core that spins while the imports go on
   (about 85 ms of CPU on this 2-core machine) for linear algebra a conversion never does on
-  large matrices. One thread unless the user set ``OPENBLAS_NUM_THREADS``.
+  large matrices. NumPy loads it with one thread unless the user set
+  ``OPENBLAS_NUM_THREADS``; the variable is not left for programs this process starts.
 - pydicom imports its test-data manager (`pydicom.data`, which imports requests, urllib3 and
   tqdm for downloads) and resolves 13 example paths (`pydicom.examples`) when it loads; about
-  60 ms that only `pydicom.data`'s and `pydicom.examples`' own users need. Both stay
-  `_Deferred` until first touched, then load for real.
+  60 ms that only their own users need. Both are `_Deferred`: their module objects exist
+  from the start, and their code runs on the first use of a name.
 
 Imported first by `cli`; `loaded()` ends its imports. A process that already imported
 pydicom (a test run, a script calling `cli.main`) keeps it as it is.
@@ -23,63 +24,100 @@ from __future__ import annotations
 
 import gc
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
+import threading
 import types
 from typing import Any
 
 _was_enabled = gc.isenabled()
 gc.disable()
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 class _Deferred(types.ModuleType):
-    """A pydicom package whose real import waits for the first use of one of its names.
+    """A module whose code runs on the first use of a name it does not have yet.
 
-    Its submodules import as under the real package (`__path__` is the real one's, and a
-    submodule's name is left to the import system), so the real package reuses them.
+    It is the real module object from the start (its spec, file and package path are the
+    real ones), and its code runs in it, as `importlib.util.LazyLoader` does, except that a
+    name set on it beforehand does not trigger that: a reference taken early, `mock.patch`
+    and `importlib.reload` all see one module. A submodule's name imports just the submodule
+    (``from . import retry`` inside a submodule that loads first). The first use is not
+    thread-safe against a second thread reading the module at that moment; the command
+    line's main thread is the only one that could.
     """
 
     def __getattr__(self, name: str) -> Any:
-        if importlib.util.find_spec(f"{self.__name__}.{name}") is not None:
-            raise AttributeError(name)  # a submodule: `from . import x` then imports it
-        return getattr(_real(self.__name__), name)
+        path = self.__dict__.get("__path__")
+        if path and importlib.machinery.PathFinder.find_spec(f"{self.__name__}.{name}", path):
+            return importlib.import_module(f"{self.__name__}.{name}")
+        _load(self)
+        return getattr(self, name)
+
+    def __dir__(self) -> list[str]:
+        _load(self)
+        return dir(self)
 
 
-def _real(name: str) -> types.ModuleType:
-    """Import the real module `name` in place of its `_Deferred` stand-in."""
-    if isinstance(sys.modules.get(name), _Deferred):
-        del sys.modules[name]
-    return importlib.import_module(name)  # also rebinds the parent package's attribute
+_loading = threading.RLock()
+
+
+def _load(module: types.ModuleType) -> None:
+    """Run a `_Deferred` module's own code in it, once."""
+    with _loading:
+        if not isinstance(module, _Deferred):
+            return
+        plain: types.ModuleType = module
+        plain.__class__ = types.ModuleType  # its own code sees a plain module
+        try:
+            assert plain.__spec__ is not None and plain.__spec__.loader is not None
+            plain.__spec__.loader.exec_module(plain)
+        except BaseException:
+            plain.__class__ = _Deferred
+            raise
 
 
 def _get_palette_files(*args: Any, **kwargs: Any) -> Any:
     """`pydicom.pixels.processing` binds this name from `pydicom.data` when it loads."""
-    return _real("pydicom.data").get_palette_files(*args, **kwargs)
+    data = sys.modules["pydicom.data"]
+    _load(data)
+    return data.get_palette_files(*args, **kwargs)
 
 
-_DEFERRED = ("pydicom.data", "pydicom.examples")
+_PYDICOM_DEFERRED = ("pydicom.data", "pydicom.examples")
 
 
 def _defer_pydicom_extras() -> None:
     spec = importlib.util.find_spec("pydicom")  # finds it without importing it
     if "pydicom" in sys.modules or spec is None or not spec.submodule_search_locations:
         return
-    for name in _DEFERRED:
-        stand_in = _Deferred(name)
-        stand_in.__path__ = [
-            os.path.join(location, name.rpartition(".")[2])
-            for location in spec.submodule_search_locations
-        ]
-        sys.modules[name] = stand_in
+    locations = list(spec.submodule_search_locations)
+    for name in _PYDICOM_DEFERRED:
+        found = importlib.machinery.PathFinder.find_spec(name, locations)
+        if found is None:
+            return
+        module = importlib.util.module_from_spec(found)
+        module.__class__ = _Deferred
+        sys.modules[name] = module
     sys.modules["pydicom.data"].get_palette_files = _get_palette_files  # type: ignore[attr-defined]
-    import pydicom  # a stand-in put in sys.modules is not bound on its package: bind them
+    import pydicom  # a module put in sys.modules is not bound on its package: bind them
 
-    for name in _DEFERRED:
+    for name in _PYDICOM_DEFERRED:
         setattr(pydicom, name.rpartition(".")[2], sys.modules[name])
 
 
+def _numpy_with_one_blas_thread() -> None:
+    if "numpy" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
+        return
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # read once, when OpenBLAS loads
+    try:
+        import numpy  # noqa: F401
+    finally:
+        del os.environ["OPENBLAS_NUM_THREADS"]
+
+
+_numpy_with_one_blas_thread()
 _defer_pydicom_extras()
 
 

@@ -82,7 +82,12 @@ if TYPE_CHECKING:
     from .table import TABLE_FORMATS, write_table
 
 
+_MODULES = frozenset((*_EXPORTS.values(), "values"))
+
+
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:  # a submodule, as an eager package would have bound it
+        return importlib.import_module(f"{__name__}.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -90,8 +90,9 @@ class InputRef:
             return self.prefix
         if self.root is not None:
             # per input in the main process: text, as `relative_to(root).parts` gives it
-            # (both are Paths: their text has no empty or "." components)
-            path, folder = os.fspath(self.path), os.fspath(self.root).rstrip(os.sep) + os.sep
+            # (both are Paths: no empty or "." components below a root such as "/" or "//")
+            path, folder = os.fspath(self.path), os.fspath(self.root)
+            folder = folder if folder.endswith(os.sep) else folder + os.sep
             if path.startswith(folder) and len(path) > len(folder):
                 return tuple(path[len(folder) :].split(os.sep))
             return self.path.relative_to(self.root).parts

@@ -207,7 +207,7 @@ class LocalStore:
                 continue
         try:
             try:  # os.write, not a file object: no fstat, isatty or seek per output
-                view = memoryview(data)
+                view = memoryview(data).cast("B")  # bytes, whatever the buffer's items
                 while view:
                     view = view[os.write(fd, view) :]
             finally:
