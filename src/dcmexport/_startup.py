@@ -93,10 +93,11 @@ def _defer_pydicom_extras() -> None:
     if "pydicom" in sys.modules or spec is None or not spec.submodule_search_locations:
         return
     locations = list(spec.submodule_search_locations)
-    for name in _PYDICOM_DEFERRED:
-        found = importlib.machinery.PathFinder.find_spec(name, locations)
-        if found is None:
-            return
+    specs = [importlib.machinery.PathFinder.find_spec(n, locations) for n in _PYDICOM_DEFERRED]
+    if None in specs:  # another pydicom layout: import it as it is
+        return
+    for name, found in zip(_PYDICOM_DEFERRED, specs, strict=True):
+        assert found is not None
         module = importlib.util.module_from_spec(found)
         module.__class__ = _Deferred
         sys.modules[name] = module
