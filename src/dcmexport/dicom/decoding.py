@@ -101,6 +101,7 @@ def read_dataset(
     source: IO[bytes] | str | os.PathLike[str]
     in_memory = isinstance(path, bytes)
     part10_plain = False  # a Part 10 file whose File Meta names a syntax other than deflate
+    plain_tried = False  # `plainread` already parsed these very bytes (and declined)
     try:
         if isinstance(path, bytes):
             part10, size = path[128:132] == b"DICM", len(path)
@@ -115,6 +116,7 @@ def read_dataset(
             if isinstance(whole, FileDataset):  # a plain file, read as pydicom reads a path
                 return whole
             part10, size, in_memory = whole[128:132] == b"DICM", len(whole), True
+            plain_tried = size <= plainread.HEAD_BYTES  # read whole as its head
             source = io.BytesIO(whole)
             if part10 and not _maybe_deflated(whole):
                 part10_plain = True
@@ -136,7 +138,7 @@ def read_dataset(
         if not part10 and not _plausible_raw_start(source):
             raise errors.NotDicomError("not a DICOM file")
         ds = _read_deflated(source, stop_before_pixels) if part10 and not part10_plain else None
-        if ds is None and in_memory and part10 and not stop_before_pixels:
+        if ds is None and in_memory and part10 and not stop_before_pixels and not plain_tried:
             ds = plainread.read_plain(cast(io.BytesIO, source).getvalue())  # None: not plain
         if ds is None:
             ds = pydicom.dcmread(
