@@ -1030,6 +1030,12 @@ def _pixels_deferred(ds: Dataset, ts: UID) -> bool:
     return getattr(element, "value", None) is None
 
 
+def decodes_as_is(ds: Dataset) -> bool:
+    """True if pydicom's decoders take `ds` as it is (no view with a repaired Number of
+    Frames or Pixel Representation is needed: `_decodable_view`)."""
+    return _decodable_view(ds) is ds
+
+
 def _decodable_view(ds: Dataset) -> Dataset:
     """`ds`, or a view of it that pydicom's decoders accept: Number of Frames the count
     `number_of_frames` reads, and a missing Pixel Representation as unsigned.

@@ -144,9 +144,26 @@ def _plain(source: _Bytes, fileobj: io.BytesIO | str) -> FileDataset | None:
 
 
 def _read(source: _Bytes, fileobj: io.BytesIO | str) -> FileDataset:
+    return _build(_walk_file(source), source, fileobj)
+
+
+class Walked(NamedTuple):
+    """A plain file's elements as walked, before pydicom's datasets are built from them: the
+    File Meta (a small dataset, already built: it names the syntax), the dataset's raw
+    elements in file order, and what `_build` needs to build the rest."""
+
+    file_meta: FileMetaDataset
+    meta_raw: dict[BaseTag, Any]  # the File Meta's elements as walked (before conversion)
+    raw: dict[BaseTag, Any]
+    implicit: bool
+    encoding: str | MutableSequence[str]
+    preamble: bytes
+
+
+def _walk_file(source: _Bytes) -> Walked:
     data = source.data
     meta_raw, position, _ = _walk(source, 132, implicit=False, meta=True)
-    file_meta = FileMetaDataset(Dataset(meta_raw))
+    file_meta = FileMetaDataset(Dataset(dict(meta_raw)))
     file_meta.set_original_encoding(False, True, default_encoding)
     file_meta[next(iter(meta_raw))]  # converted as pydicom's reader converts them
     if 0x00020000 in meta_raw:
@@ -161,16 +178,47 @@ def _read(source: _Bytes, fileobj: io.BytesIO | str) -> FileDataset:
     if (not (0x40 < vr_bytes[0] < 0x5B and 0x40 < vr_bytes[1] < 0x5B)) != implicit:
         raise _NotPlain  # the dataset's VR encoding is not the syntax's: pydicom warns
     raw, _, encoding = _walk(source, position, implicit=implicit, meta=False)
+    return Walked(file_meta, meta_raw, raw, implicit, encoding, data[:128])
+
+
+def _build(walked: Walked, source: _Bytes | None, fileobj: io.BytesIO | str) -> FileDataset:
+    file_meta, _, raw, implicit, encoding, preamble = walked
     dataset = Dataset(raw, parent_encoding=default_encoding)
     if _CHARSET in raw:
         charset = convert_raw_data_element(raw[BaseTag(_CHARSET)]).value
         encoding = convert_encodings(charset)
     dataset.set_original_encoding(implicit, True, encoding)
-    if source.buffer is not None:
+    if source is not None and source.buffer is not None:
         source.buffer.seek(0, io.SEEK_END)  # where pydicom's reading leaves it
-    ds = FileDataset(fileobj, dataset, data[:128], file_meta, implicit, True)
+    ds = FileDataset(fileobj, dataset, preamble, file_meta, implicit, True)
     ds.set_original_encoding(implicit, True, dataset._character_set)
     return ds
+
+
+def walk_plain_file(path: str, limit: int) -> tuple[Walked, int] | None:
+    """A plain local file of at most `limit` bytes walked as `read_plain_file` walks it, and
+    its size; None when it is larger or not plain (`read_plain_file` then decides). Its
+    `FileDataset` is `dataset(walked, path)`: the same `read_plain_file` gives."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            return None
+        head = f.read(HEAD_BYTES)
+        fd = f.fileno()
+        whole = len(head) == size
+        tail = None if whole else (lambda at, n: os.pread(fd, n, at))
+        source = _Bytes(head, size, io.BytesIO(head) if whole else None, tail)
+        if len(head) < 140 or head[128:132] != b"DICM" or head[132:134] != b"\x02\x00":
+            return None
+        try:
+            return _walk_file(source), size
+        except Exception:  # _NotPlain, or pydicom's own error: pydicom's reading decides
+            return None
+
+
+def dataset(walked: Walked, path: str) -> FileDataset:
+    """The `FileDataset` of a file `walk_plain_file` walked: what `read_plain_file` gives."""
+    return _build(walked, None, path)
 
 
 def _walk(

@@ -9,6 +9,7 @@ the input through its source and hands the dataset to the exporters that the opt
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import traceback
 import warnings
@@ -38,8 +39,10 @@ from ..manifest import ManifestRow, Status
 from ..options import ConvertOptions, MetadataPhi
 from ..sources import InputRef
 from ..store import LocalStore, Store
-from . import faults
+from . import faults, replay
 from .deid import deidentified, redacted, sidecar_header
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,12 +124,17 @@ def part_failed(result: FileResult) -> FileResult:
 
 
 def _convert(
-    item: WorkItem, options: ConvertOptions, store: Store, deid: DeidOptions | None
+    item: WorkItem,
+    options: ConvertOptions,
+    store: Store,
+    deid: DeidOptions | None,
+    attempt: replay.Attempt | None = None,
 ) -> list[ManifestRow]:
     if item.ref.problem:
         raise InputReadError(item.ref.problem)
     data = sources.open_input(item.ref)
-    ds = decoding.read_dataset(data)
+    walked = attempt.dataset() if attempt is not None else None  # read once, not twice
+    ds = walked if walked is not None else decoding.read_dataset(data)
     decoding.check_limits(ds)  # before anything is sized by the header's counts
     note, metadata_ds = item.note, None
     if deid is not None and options.anonymize:  # once, before any exporter sees it
@@ -148,7 +156,33 @@ def _convert(
     repairs = decoding.repair_notes(ds)  # what decoding had to repair, on every output
     for row in rows:
         row.note = "; ".join(n for n in (row.note, *repairs) if n)
+    if attempt is not None and attempt.learn:
+        replay.learn(
+            attempt,
+            ds,
+            rows,
+            source=item.source,
+            base=item.base,
+            note=item.note,
+            options=options,
+            store=store,
+        )
     return rows
+
+
+def _replayed(
+    attempt: replay.Attempt, item: WorkItem, options: ConvertOptions, store: Store
+) -> FileResult | None:
+    """The input converted by its series' plan (`replay`), or None: the general path."""
+    plan = replay.plan_of(attempt, options)
+    if plan is None or attempt.walked is None:
+        return None
+    try:
+        row = replay.replay(plan, attempt.walked, item.source, item.base, item.note, store)
+    except Exception:  # a read or write failing now: the general path reports it
+        log.debug("replay of %s failed: the general path converts it", item.seq, exc_info=True)
+        return None
+    return FileResult(item.source, Status.OK, [row], seq=item.seq)
 
 
 def convert_one(
@@ -165,9 +199,19 @@ def convert_one(
     store = LocalStore(out_root) if isinstance(out_root, (str, os.PathLike)) else out_root
     fingerprint = sources.fingerprint(item.ref)  # before the read: a later change redoes it
     with limits.applied(options.limits):
-        result = part_failed(
-            guarded(item.source, item.seq, item.note, lambda: _convert(item, options, store, deid))
-        )
+        attempt = None
+        if deid is None and not item.ref.problem:
+            attempt = replay.start(item.ref.kind, str(item.ref.path), item.frame_bases, options)
+        result = _replayed(attempt, item, options, store) if attempt is not None else None
+        if result is None:
+            result = part_failed(
+                guarded(
+                    item.source,
+                    item.seq,
+                    item.note,
+                    lambda: _convert(item, options, store, deid, attempt),
+                )
+            )
     result.fingerprint = fingerprint
     result.written = {r.output: store.stat(r.output) for r in result.rows if r.output}
     return redacted(result, item.ref) if options.anonymize else result

@@ -1,0 +1,309 @@
+"""Replay: a series' slices converted by repeating one slice's verified conversion.
+
+The slices of a series differ in their pixels and in a few per-instance elements (UIDs,
+position, times, numbers, dose, vendors' private values); everything the conversion of a
+still reads from the header is the same. For a plain single-frame grey image written as one
+still, the general path then amounts to one lookup per stored pixel pattern and the still's
+encoder, and the 0.4 ms a slice spends building pydicom's datasets and deciding the same
+things again is spared (docs/notes/speed6.md).
+
+- **Key**: the bytes of every File Meta and dataset element as the file holds them, except
+  the values of `per_instance` elements (their tags and VRs stay in the key, so presence
+  counts) and the Pixel Data's value (its VR and length stay in). Equal keys mean the same
+  dataset apart from those values and the pixels. A sequence of undefined length has no
+  bytes here: no key, no replay.
+- **Plan**: made when a worker meets a key the second time, after converting that slice the
+  general way. The table is the general path's own rendering of every stored pattern
+  (`render_decoded` of a frame holding each once). The plan is kept only if that slice's
+  still made with it is byte for byte the one the general path wrote, with the same row;
+  a window from the pixels (``minmax``), overlays or a repair fail that test or are refused
+  before it, and that key then always goes the general way.
+- **Replay**: the pixels by offset (`np.frombuffer`), `np.take` through the table, the same
+  encoder and the same `Store.put`; the row is the plan's, with the slice's source, output
+  and planning note.
+
+That the general path never reads a `per_instance` value for a still is tested
+(tests/test_replay.py records every element it reads), as is that replayed and general
+outputs are identical over the sample files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+import pydicom.uid
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.tag import BaseTag
+
+from ..dicom import decoding, native, plainread
+from ..exporters import objects_wanted
+from ..exporters.encoders import encode_still
+from ..manifest import Kind, ManifestRow, Status
+from ..options import ConvertOptions, MetadataPhi, StillFormat
+from ..render.frame import check_renderable, render_decoded
+from ..sources import InputKind
+from ..store import LocalStore, Store
+
+log = logging.getLogger(__name__)
+
+#: Elements whose values differ from slice to slice of one series and that the conversion of
+#: a still never reads (instance identity, position, times, dose). Private elements are
+#: `per_instance` too, except their creators and the private pixels of group 7FE1.
+PER_INSTANCE = frozenset(
+    (
+        0x00020000,  # File Meta Information Group Length (follows the UID's length)
+        0x00020003,  # Media Storage SOP Instance UID
+        0x00080012,  # Instance Creation Date
+        0x00080013,  # Instance Creation Time
+        0x00080018,  # SOP Instance UID
+        0x00080022,  # Acquisition Date
+        0x00080023,  # Content Date
+        0x0008002A,  # Acquisition DateTime
+        0x00080032,  # Acquisition Time
+        0x00080033,  # Content Time
+        0x00181150,  # Exposure Time
+        0x00181151,  # X-Ray Tube Current
+        0x00181152,  # Exposure
+        0x00181153,  # Exposure in uAs
+        0x00188151,  # X-Ray Tube Current in uA
+        0x00189345,  # CTDIvol
+        0x00200012,  # Acquisition Number
+        0x00200013,  # Instance Number
+        0x00200032,  # Image Position (Patient)
+        0x00201041,  # Slice Location
+    )
+)
+
+_PIXEL_DATA = BaseTag(0x7FE00010)
+_NATIVE_LE = frozenset((pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian))
+#: Distinct keys remembered per worker and options before starting afresh.
+_MAX_KEYS = 1024
+
+
+def per_instance(tag: int) -> bool:
+    """True if the value of `tag` stays out of the key (see `PER_INSTANCE`)."""
+    group = tag >> 16
+    if group & 1 and group > 0x0008 and group != 0x7FE1:
+        return (tag & 0xFFFF) > 0x00FF  # a private value, not its creator (gggg,0010-00FF)
+    return tag in PER_INSTANCE
+
+
+def header_key(walked: plainread.Walked) -> Hashable | None:
+    """The key of a walked plain file (module docstring); None if it has none."""
+    parts: list[Any] = [walked.implicit]
+    for elements in (walked.meta_raw, walked.raw):
+        for element in elements.values():
+            if type(element) is not RawDataElement:  # an undefined-length sequence
+                return None
+            tag = int(element.tag)  # plain ints: BaseTag compares in Python, ints in C
+            if tag == _PIXEL_DATA:
+                parts.append((tag, element.VR, element.length))
+            elif per_instance(tag):
+                parts.append((tag, element.VR))
+            else:
+                parts.append((tag, element.VR, element.value))
+    return tuple(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How every slice with one key is converted: stored pixels by offset, the table, the
+    encoder; `row` is the manifest row of the slice it was made from."""
+
+    dtype: np.dtype[Any]  # the stored container values (uint16, int16, uint8, int8)
+    shape: tuple[int, int]
+    table: np.ndarray  # output level of each stored bit pattern
+    format: StillFormat
+    quality: int
+    row: ManifestRow
+
+    def pixels(self, walked: plainread.Walked) -> np.ndarray:
+        value = walked.raw[_PIXEL_DATA].value
+        count = self.shape[0] * self.shape[1]
+        return np.frombuffer(value, self.dtype, count).reshape(self.shape)
+
+    def image(self, stored: np.ndarray) -> np.ndarray:
+        index = np.uint16 if self.dtype.itemsize == 2 else np.uint8
+        return np.take(self.table, stored.view(index))
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One input's way through the replay: its walk (None: not a plain file) and key, and
+    whether the general path's conversion of it is to be learnt from (`learn`)."""
+
+    path: str
+    walked: plainread.Walked | None = None
+    key: Hashable | None = None
+    learn: bool = False
+
+    def dataset(self) -> FileDataset | None:
+        """The input's dataset as `decoding.read_dataset` reads it (built from the walk)."""
+        return None if self.walked is None else plainread.dataset(self.walked, self.path)
+
+
+class _Never:
+    """A key whose slices go the general way (its plan failed the test)."""
+
+
+_SEEN, _NEVER = object(), _Never()
+_plans: dict[ConvertOptions, dict[Hashable, object]] = {}
+
+
+def _options_fit(options: ConvertOptions) -> bool:
+    """Runs whose every output of a still-only input is the still and its row."""
+    return not (
+        options.anonymize
+        or options.thumbnails
+        or options.metadata_phi is not MetadataPhi.KEEP
+        or objects_wanted(options)
+    )
+
+
+def start(
+    ref_kind: InputKind, path: str, frame_bases: tuple[Any, ...], options: ConvertOptions
+) -> Attempt | None:
+    """The replay's look at one input before it is converted: None when it is not for the
+    replay (not a local file, other outputs wanted); else an `Attempt`, whose `plan` may
+    be ready."""
+    if ref_kind is not InputKind.FILE or frame_bases or not _options_fit(options):
+        return None
+    try:
+        found = plainread.walk_plain_file(path, native.WHOLE_READ_LIMIT)
+    except OSError:  # the general path reads it again and reports why it cannot
+        found = None
+    if found is None:
+        return Attempt(path)
+    walked = found[0]
+    key = header_key(walked)
+    attempt = Attempt(path, walked, key)
+    if key is None:
+        return attempt
+    plans = _plans.setdefault(options, {})
+    known = plans.get(key)
+    if known is None:
+        if len(plans) >= _MAX_KEYS:
+            plans.clear()
+        plans[key] = _SEEN
+    elif known is _SEEN:
+        attempt.learn = True
+    return attempt
+
+
+def plan_of(attempt: Attempt, options: ConvertOptions) -> Plan | None:
+    """The plan for the attempt's key, if one was made and kept."""
+    if attempt.key is None:
+        return None
+    found = _plans.get(options, {}).get(attempt.key)
+    return found if isinstance(found, Plan) else None
+
+
+def replay(
+    plan: Plan, walked: plainread.Walked, source: str, base: str, note: str, store: Store
+) -> ManifestRow:
+    """Convert one slice by its key's plan: its still written, its row."""
+    image = plan.image(plan.pixels(walked))
+    data = encode_still(image, plan.format, plan.quality)
+    output = store.put(f"{base}{plan.format.extension}", data)
+    return dataclasses.replace(plan.row, source=source, output=output, note=note)
+
+
+def learn(
+    attempt: Attempt,
+    ds: Dataset,
+    rows: list[ManifestRow],
+    *,
+    source: str,
+    base: str,
+    note: str,
+    options: ConvertOptions,
+    store: Store,
+) -> Plan | None:
+    """Make and test the plan of the attempt's key from the slice the general path has just
+    converted into `rows`; kept (and returned) only if it reproduces that slice exactly."""
+    assert attempt.key is not None and attempt.walked is not None
+    plans = _plans.setdefault(options, {})
+    plan = None
+    try:
+        plan = _made(attempt.walked, ds, rows, source, base, note, options, store)
+    except Exception:  # the slice itself is converted: its key just goes the general way
+        log.debug("no replay plan for %s", base, exc_info=True)
+    plans[attempt.key] = plan if plan is not None else _NEVER
+    return plan
+
+
+def _made(
+    walked: plainread.Walked,
+    ds: Dataset,
+    rows: list[ManifestRow],
+    source: str,
+    base: str,
+    note: str,
+    options: ConvertOptions,
+    store: Store,
+) -> Plan | None:
+    extension = options.format.extension
+    if len(rows) != 1 or not isinstance(store, LocalStore):
+        return None
+    row = rows[0]
+    expected = (row.kind, row.status, row.frame, row.source, row.output, row.note, row.error)
+    if expected != (Kind.IMAGE, Status.OK, None, source, f"{base}{extension}", note, ""):
+        return None  # another output, a repair, an overlay note: the general way
+    if walked.file_meta.get("TransferSyntaxUID") not in _NATIVE_LE:
+        return None
+    if any(0x6000 <= tag >> 16 <= 0x601E for tag in walked.raw):  # overlays: drawn by position
+        return None
+    desc = check_renderable(ds)
+    if (
+        not decoding.decodes_as_is(ds)  # a repaired view: decoded by what it repairs
+        or decoding.number_of_frames(ds) != 1
+        or desc.samples_per_pixel != 1
+        or desc.photometric_interpretation not in ("MONOCHROME1", "MONOCHROME2")
+        or desc.bits_allocated not in (8, 16)
+    ):
+        return None
+    signed = "i" if desc.pixel_representation else "u"
+    dtype = np.dtype(f"<{signed}{desc.bits_allocated // 8}")
+    shape = (int(desc.rows), int(desc.columns))
+    element = walked.raw.get(_PIXEL_DATA)
+    if element is None or len(element.value or b"") < shape[0] * shape[1] * dtype.itemsize:
+        return None
+    decoded = decoding.decode_frame(ds, 0)
+    patterns = 1 << desc.bits_allocated
+    index = np.uint16 if dtype.itemsize == 2 else np.uint8
+    every = np.arange(patterns, dtype=index).view(dtype).reshape(-1, 256)
+    rendered = render_decoded(
+        every,
+        ds,
+        desc,
+        0,
+        window=options.window,
+        bits=options.bits,
+        raw=options.raw,
+        overlays=options.overlays,
+    )
+    measured = (rendered.window_center, rendered.window_width, rendered.voi, rendered.raw_offset)
+    if rendered.overlay_groups or measured != (
+        row.window_center,
+        row.window_width,
+        row.voi,
+        row.raw_offset,
+    ):
+        return None  # a window from the pixels (minmax) or another frame-wide step
+    table = np.ascontiguousarray(rendered.image.reshape(patterns))
+    table.flags.writeable = False
+    plan = Plan(dtype, shape, table, options.format, options.quality, row)
+    stored = plan.pixels(walked)
+    if stored.dtype != decoded.dtype or not np.array_equal(stored, decoded):
+        return None
+    data = encode_still(plan.image(stored), options.format, options.quality)
+    with open(os.path.join(store.root, row.output), "rb") as written:
+        if written.read() != data:
+            return None
+    return plan

@@ -1,0 +1,235 @@
+"""The replay (`engine.replay`) converts a series' slices exactly as the general path does, and
+the general path never reads a value the replay's key leaves out.
+
+Oracle: the general path itself (checked against DCMTK elsewhere), run on the same inputs
+with the replay off; outputs compared byte for byte and manifest rows field by field, over
+every sample file under several option sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from dcmexport.dicom import decoding, native, plainread
+from dcmexport.engine import replay, work
+from dcmexport.engine.work import FileResult, WorkItem, convert_one
+from dcmexport.manifest import Kind, Status
+from dcmexport.options import ConvertOptions, StillFormat, parse_window
+from dcmexport.sources import InputRef
+from dcmexport.store import LocalStore
+
+from .conftest import pydicom_test_files_dir
+
+OPTION_SETS = {
+    "default": ConvertOptions(),
+    "16-bit": ConvertOptions(bits=16),
+    "jpeg": ConvertOptions(format=StillFormat.JPEG, quality=80),
+    "tiff": ConvertOptions(format=StillFormat.TIFF),
+    "window": ConvertOptions(window=parse_window("50,350")),
+    "minmax": ConvertOptions(window=parse_window("minmax")),
+    "raw": ConvertOptions(raw=True, format=StillFormat.TIFF),
+    "no-overlays": ConvertOptions(overlays=False),
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plans() -> Iterator[None]:
+    replay._plans.clear()
+    yield
+    replay._plans.clear()
+
+
+def _inputs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.dcm") if p.is_file())
+
+
+def _convert_all(
+    paths: list[Path], out: Path, options: ConvertOptions, *, enabled: bool
+) -> tuple[list[FileResult], int]:
+    """Every path converted in order, as a worker converts a chunk; (results, replays)."""
+    store = LocalStore(out)
+    store.clear_temp()
+    replays = 0
+    start, play = replay.start, replay.replay
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal replays
+        replays += 1
+        return play(*args, **kwargs)
+
+    items = [
+        WorkItem(str(p), InputRef(p), f"o{i:03d}_{p.stem}", seq=i) for i, p in enumerate(paths)
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(replay, "start", start if enabled else lambda *a, **k: None)
+        patch.setattr(replay, "replay", counted)
+        results = [convert_one(item, options, store) for item in items]
+    return results, replays
+
+
+def _rows(result: FileResult) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(row) for row in result.rows]
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+def test_replayed_outputs_are_the_general_paths(
+    sample_set: tuple[Path, list[Path]], tmp_path: Path, name: str
+) -> None:
+    options = OPTION_SETS[name]
+    paths = _inputs(sample_set[0])
+    general, none = _convert_all(paths, tmp_path / "general", options, enabled=False)
+    replayed, replays = _convert_all(paths, tmp_path / "replayed", options, enabled=True)
+    assert none == 0
+    for a, b in zip(general, replayed, strict=True):
+        assert (a.status, a.reason, _rows(a)) == (b.status, b.reason, _rows(b)), a.source
+        for row in a.rows:
+            if row.output and row.kind == Kind.IMAGE:  # videos: x264's threads vary the bytes
+                mine = (tmp_path / "replayed" / row.output).read_bytes()
+                assert mine == (tmp_path / "general" / row.output).read_bytes(), row.output
+    # the CT and MR series' slices after the first two (the first is seen, the second
+    # learnt from); never with a window from the pixels
+    series = [sum(1 for p in paths if p.parent.name == name) for name in ("CT", "MR")]
+    assert replays == (0 if name == "minmax" else sum(n - 2 for n in series)), replays
+
+
+def test_a_slice_with_another_window_gets_its_own_plan(
+    sample_set: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    """Slices differing in a value the key holds (the window) are planned apart; those
+    differing only in per-instance values share one plan."""
+    source = _inputs(sample_set[0] / "CT")[0]
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for i in range(8):
+        ds = pydicom.dcmread(source)
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{1000 + i * 37}"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [0, 0, i * 2.5]
+        ds.add_new(0x00091001, "LO", f"vendor value {i}")  # a private value
+        ds.add_new(0x00090010, "LO", "ACME 1.0")
+        if i >= 4:
+            ds.WindowCenter, ds.WindowWidth = 300, 1500
+        ds.save_as(folder / f"s{i}.dcm", enforce_file_format=True)
+    paths = _inputs(folder)
+    general, _ = _convert_all(paths, tmp_path / "general", ConvertOptions(), enabled=False)
+    replayed, replays = _convert_all(paths, tmp_path / "replayed", ConvertOptions(), enabled=True)
+    assert replays == 4  # two slices of each window learn, two replay
+    assert [_rows(r) for r in general] == [_rows(r) for r in replayed]
+    assert {r.rows[0].window_center for r in replayed} == {40.0, 300.0}
+    for row in (r.rows[0] for r in general):
+        assert (tmp_path / "replayed" / row.output).read_bytes() == (
+            tmp_path / "general" / row.output
+        ).read_bytes()
+
+
+class _Reads(dict):  # type: ignore[type-arg]
+    """A dataset's element dict that remembers every tag whose value was taken."""
+
+    read: set[int]
+
+    def __getitem__(self, key: Any) -> Any:
+        self.read.add(int(key))
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            self.read.add(int(key))
+        return super().get(key, default)
+
+    def values(self) -> Any:
+        self.read.update(int(k) for k in self)
+        return super().values()
+
+    def items(self) -> Any:
+        self.read.update(int(k) for k in self)
+        return super().items()
+
+
+@pytest.mark.parametrize("name", ["default", "16-bit", "raw"])
+def test_the_general_path_never_reads_a_per_instance_value(
+    sample_set: tuple[Path, list[Path]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """Every element value the general path takes while converting a still is in the
+    replay's key: a slice differing only in the others converts the same."""
+    read: set[int] = set()
+    original = decoding.read_dataset
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        ds = original(*args, **kwargs)
+        for dataset in (ds, getattr(ds, "file_meta", None)):
+            if dataset is not None:
+                reads = _Reads(dataset._dict)
+                reads.read = read
+                dataset._dict = reads
+        return ds
+
+    copy = decoding._decodable_view
+
+    def copied(ds: Any) -> Any:  # a repaired copy of every element: no value is read
+        paused = set(read)
+        try:
+            return copy(ds)
+        finally:
+            read.intersection_update(paused)
+
+    monkeypatch.setattr(work.decoding, "read_dataset", recorded)
+    monkeypatch.setattr(decoding, "_decodable_view", copied)
+    monkeypatch.setattr(replay, "start", lambda *a, **k: None)
+    store = LocalStore(tmp_path)
+    store.clear_temp()
+    stills = 0
+    paths = _inputs(sample_set[0]) + _inputs(pydicom_test_files_dir())
+    for i, path in enumerate(paths):
+        read.clear()
+        item = WorkItem(str(path), InputRef(path), f"o{i:03d}", seq=i)
+        result = convert_one(item, OPTION_SETS[name], store)
+        if result.status != Status.OK or [r.kind for r in result.rows] != [Kind.IMAGE]:
+            continue  # not an input the replay takes
+        walked = plainread.walk_plain_file(str(path), native.WHOLE_READ_LIMIT)
+        if walked is None or replay.header_key(walked[0]) is None:
+            continue  # not plain: pydicom reads it, never the replay
+        stills += 1
+        taken = sorted(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in read if replay.per_instance(t))
+        assert not taken, (path.name, taken)
+    assert stills > 60, stills
+
+
+def test_the_key_leaves_out_per_instance_values_only(sample_set: tuple[Path, list[Path]]) -> None:
+    a, b = _inputs(sample_set[0] / "CT")[:2]
+    walked = [plainread.walk_plain_file(str(p), native.WHOLE_READ_LIMIT) for p in (a, b)]
+    assert walked[0] is not None and walked[1] is not None
+    keys = [replay.header_key(w[0]) for w in walked]
+    assert keys[0] is not None and keys[0] == keys[1]  # slices of one series
+    assert hash(keys[0]) == hash(keys[1])
+    assert replay.per_instance(0x00080018) and replay.per_instance(0x00291010)
+    assert not replay.per_instance(0x00281050)  # Window Center
+    assert not replay.per_instance(0x00290010)  # a private creator
+    assert not replay.per_instance(0x7FE10010) and not replay.per_instance(0x7FE11010)
+
+
+def test_a_folder_converts_the_same_with_and_without_replay(
+    sample_set: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole command on two workers: same files, same manifest."""
+    from dcmexport.cli import main
+
+    root = tmp_path / "in"
+    shutil.copytree(sample_set[0] / "CT", root / "CT")
+    assert main(["convert", str(root), "-o", str(tmp_path / "a"), "-j", "2", "-q"]) == 0
+    monkeypatch.setattr(replay, "start", lambda *a, **k: None)
+    assert main(["convert", str(root), "-o", str(tmp_path / "b"), "-j", "2", "-q"]) == 0
+    a = (tmp_path / "a" / "manifest.csv").read_text()
+    assert a == (tmp_path / "b" / "manifest.csv").read_text()
+    for png in (tmp_path / "a").rglob("*.png"):
+        assert png.read_bytes() == (tmp_path / "b" / png.relative_to(tmp_path / "a")).read_bytes()
