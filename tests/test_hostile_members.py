@@ -215,7 +215,7 @@ def _faulty_convert(monkeypatch: pytest.MonkeyPatch) -> None:
     decoder's endless loop or segfault would); the worker is forked, so it has this too."""
     from dcmexport.engine import work
 
-    convert = work._convert
+    convert = work.convert_one  # every input's way, the general path's or the replay's
 
     def faulty(item: Any, *args: Any) -> Any:
         if item.source.endswith("hang.dcm"):
@@ -225,7 +225,7 @@ def _faulty_convert(monkeypatch: pytest.MonkeyPatch) -> None:
             os.kill(os.getpid(), signal.SIGSEGV)
         return convert(item, *args)
 
-    monkeypatch.setattr(work, "_convert", faulty)
+    monkeypatch.setattr(work, "convert_one", faulty)
 
 
 def test_j1_stops_a_hanging_input_and_survives_a_crash(

@@ -130,6 +130,36 @@ def test_a_slice_with_another_window_gets_its_own_plan(
         ).read_bytes()
 
 
+def test_a_window_from_the_pixels_is_never_replayed(tmp_path: Path) -> None:
+    """8-bit slices without a window are shown min-max: a first slice spanning 0-255 gives
+    the same window as the table of every pattern, but the next slices need their own."""
+    import numpy as np
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    folder = tmp_path / "sc"
+    folder.mkdir()
+    ramps = [np.arange(256, dtype=np.uint8)] * 3 + [np.arange(50, 101, dtype=np.uint8)] * 2
+    for i, ramp in enumerate(ramps):
+        ds = pydicom.Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.Modality, ds.InstanceNumber = "OT", i + 1
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = 16, 16
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = np.resize(ramp, (16, 16)).tobytes()
+        ds.save_as(folder / f"s{i}.dcm", enforce_file_format=True)
+    paths = _inputs(folder)
+    general, _ = _convert_all(paths, tmp_path / "general", ConvertOptions(), enabled=False)
+    replayed, replays = _convert_all(paths, tmp_path / "replayed", ConvertOptions(), enabled=True)
+    assert replays == 0
+    assert [_rows(r) for r in general] == [_rows(r) for r in replayed]
+    assert general[-1].rows[0].window_center != general[0].rows[0].window_center
+
+
 class _Reads(dict):  # type: ignore[type-arg]
     """A dataset's element dict that remembers every tag whose value was taken."""
 

@@ -46,7 +46,9 @@ from ..exporters import objects_wanted
 from ..exporters.encoders import encode_still
 from ..manifest import Kind, ManifestRow, Status
 from ..options import ConvertOptions, MetadataPhi, StillFormat
+from ..render import fastpath
 from ..render.frame import check_renderable, render_decoded
+from ..render.windowing import select_voi
 from ..sources import InputKind
 from ..store import LocalStore, Store
 
@@ -82,8 +84,9 @@ PER_INSTANCE = frozenset(
 
 _PIXEL_DATA = BaseTag(0x7FE00010)
 _NATIVE_LE = frozenset((pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian))
-#: Distinct keys remembered per worker and options before starting afresh.
-_MAX_KEYS = 1024
+#: Keys remembered per worker and options before starting afresh (a plan holds a table of
+#: up to 128 KB: at most about 16 MB).
+_MAX_KEYS = 128
 
 
 def per_instance(tag: int) -> bool:
@@ -268,6 +271,10 @@ def _made(
         or desc.bits_allocated not in (8, 16)
     ):
         return None
+    if not options.raw:
+        t = fastpath.transforms(ds, 0, desc)
+        if select_voi(options.window, list(t.windows), list(t.voi_luts)) is None:
+            return None  # a window from the frame's own values (min-max): not one table
     signed = "i" if desc.pixel_representation else "u"
     dtype = np.dtype(f"<{signed}{desc.bits_allocated // 8}")
     shape = (int(desc.rows), int(desc.columns))
