@@ -74,9 +74,12 @@ def _ours(paths: list[Path], out: Path) -> dict[str, float]:
     return spent
 
 
-def _unit(paths: list[Path], out: Path) -> float:
+def _unit(paths: list[Path], out: Path, *, replay: bool = True) -> float:
     """CPU seconds of `engine.work.convert_one` over `paths`: the whole unit a worker runs
-    (guards, limits, every exporter's check, the manifest rows), not just the stages."""
+    (guards, limits, every exporter's check, the manifest rows), not just the stages; with
+    `replay` (the default) the slices after a series' second are replayed (`engine.replay`),
+    else every slice goes the general way above."""
+    from dcmexport.engine import replay as replaying
     from dcmexport.engine.work import WorkItem, convert_one
     from dcmexport.options import ConvertOptions
     from dcmexport.sources import InputRef
@@ -85,10 +88,17 @@ def _unit(paths: list[Path], out: Path) -> float:
     options, store = ConvertOptions(), LocalStore(out)
     store.clear_temp()
     items = [WorkItem(str(p), InputRef(p), f"u{i:05d}", seq=i) for i, p in enumerate(paths)]
-    started = time.process_time()
-    for item in items:
-        convert_one(item, options, store)
-    return time.process_time() - started
+    start = replaying.start
+    if not replay:
+        replaying.start = lambda *args, **kwargs: None  # type: ignore[assignment]
+    replaying._plans.clear()
+    try:
+        started = time.process_time()
+        for item in items:
+            convert_one(item, options, store)
+        return time.process_time() - started
+    finally:
+        replaying.start = start
 
 
 def _png_up(image: np.ndarray) -> bytes:
@@ -172,13 +182,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="dcmexport-stages-"))
     paths = write_ct_series(work / "ct", args.slices, size=512)
     runs: dict[str, list[dict[str, float]]] = {"ours": [], "lean": []}
-    units: list[float] = []
+    units: dict[bool, list[float]] = {True: [], False: []}
     for r in range(args.repeat):
         for name, run in (("ours", _ours), ("lean", _lean)):
             out = work / f"{name}{r}"
             out.mkdir()
             runs[name].append(run(paths, out))
-        units.append(_unit(paths, work / f"unit{r}"))
+        for replay in (False, True):
+            units[replay].append(_unit(paths, work / f"unit{r}{replay}", replay=replay))
     n = len(paths)
     print(f"\nCPU ms per file, {n} 512x512 int16 CT slices → 8-bit PNG, median of {args.repeat}\n")
     print(f"| {'stage':<16} | {'ours':>7} | {'lean':>7} |")
@@ -193,8 +204,9 @@ def main() -> int:
         print(f"| {stage:<16} | {cells[0]} | {cells[1]} |")
     print(f"| {'total':<16} | {totals['ours']:7.3f} | {totals['lean']:7.3f} |")
     print(f"\nours / lean: {totals['ours'] / totals['lean']:.2f}x")
-    unit = statistics.median(units) * 1000 / n
-    print(f"whole unit of work (engine.work.convert_one): {unit:.3f} ms/file")
+    general, replayed = (statistics.median(units[k]) * 1000 / n for k in (False, True))
+    print(f"whole unit of work (engine.work.convert_one), general path: {general:.3f} ms/file")
+    print(f"whole unit of work (engine.work.convert_one), replayed: {replayed:.3f} ms/file")
     return 0
 
 
