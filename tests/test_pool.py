@@ -79,3 +79,23 @@ def test_a_fork_that_fails_while_the_pool_starts_leaves_no_worker(
         process.kill()
     assert calls[0] == 2
     assert left == []
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 31, 32, 33, 64, 100, 300, 3001])
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_chunks_keep_every_item_in_order_and_shrink_at_the_end(count: int, workers: int) -> None:
+    from dcmexport.engine.executor import chunks
+
+    found = list(chunks(iter(range(count)), 32, workers))
+    assert [i for chunk in found for i in chunk] == list(range(count))
+    sizes = [len(chunk) for chunk in found]
+    assert all(0 < size <= 32 for size in sizes)
+    if workers == 1:
+        assert sizes[:-1] == [32] * (len(sizes) - 1)
+    elif count >= 2 * workers * 4:
+        # the tail is spread: no chunk is larger than a 2 * workers-th of what was left
+        left = count
+        for size in sizes:
+            assert size <= max(4, -(-left // (2 * workers))) or size == 32
+            left -= size
+        assert sizes[-1] <= 4 and max(sizes[-2 * workers :]) <= 8

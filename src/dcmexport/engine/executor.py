@@ -109,11 +109,37 @@ def worker_slots(pool: cf.Executor | None, jobs: int) -> int:
     return max(jobs, 1)
 
 
-def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of `size` items (the last may be shorter), drawn lazily."""
+def chunks(items: Iterable[T], size: int, workers: int = 1) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items, drawn lazily; the last ones smaller and smaller.
+
+    For `workers` > 1 the items are read ahead by ``size * (2 * workers + 1)``; once the
+    input is exhausted and the rest fits ``2 * workers`` chunks, each chunk takes a
+    ``2 * workers``-th of what is left (at least `_TAIL_MIN`), so the workers finish
+    together instead of one converting a last full chunk while the others wait (about
+    15 ms of a 0.5 s run of 300 slices on two workers).
+    """
     iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
+    if workers <= 1:
+        while chunk := list(itertools.islice(iterator, size)):
+            yield chunk
+        return
+    ahead: collections.deque[T] = collections.deque()
+    want, exhausted = size * (2 * workers + 1), False
+    while True:
+        if not exhausted and len(ahead) < want:
+            more = list(itertools.islice(iterator, want - len(ahead)))
+            exhausted = len(more) < want - len(ahead)
+            ahead.extend(more)
+        if not ahead:
+            return
+        take = size
+        if exhausted and len(ahead) <= 2 * workers * size:
+            take = max(_TAIL_MIN, -(-len(ahead) // (2 * workers)))
+        yield [ahead.popleft() for _ in range(min(take, len(ahead)))]
+
+
+#: The smallest chunk of the tail: below it the per-chunk cost of the pool outweighs balance.
+_TAIL_MIN = 4
 
 
 def bounded_map(
@@ -137,10 +163,11 @@ def bounded_map(
         for chunk in chunks(items, size):
             yield chunk, function(chunk, *args)
         return
+    workers = max(1, max_in_flight // IN_FLIGHT_PER_WORKER)  # callers queue this many each
     if isinstance(pool, ResilientPool):  # a dead or hung worker costs one item
         yield from resilient_map(  # type: ignore[misc]
             function,  # type: ignore[arg-type]
-            chunks(items, size),
+            chunks(items, size, workers),
             pool,
             max_in_flight,
             args,
@@ -149,7 +176,7 @@ def bounded_map(
         )
         return
     pending: collections.OrderedDict[cf.Future[R], list[Any]] = collections.OrderedDict()
-    for chunk in chunks(items, size):
+    for chunk in chunks(items, size, workers):
         pending[pool.submit(function, chunk, *args)] = chunk
         if len(pending) < max_in_flight:
             continue
