@@ -91,7 +91,7 @@ def _unit(paths: list[Path], out: Path, *, replay: bool = True) -> float:
     start = replaying.start
     if not replay:
         replaying.start = lambda *args, **kwargs: None  # type: ignore[assignment]
-    replaying._plans.clear()
+    replaying.forget()
     try:
         started = time.process_time()
         for item in items:

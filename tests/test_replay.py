@@ -41,9 +41,9 @@ OPTION_SETS = {
 
 @pytest.fixture(autouse=True)
 def _fresh_plans() -> Iterator[None]:
-    replay._plans.clear()
+    replay.forget()
     yield
-    replay._plans.clear()
+    replay.forget()
 
 
 def _inputs(folder: Path) -> list[Path]:
@@ -100,34 +100,72 @@ def test_replayed_outputs_are_the_general_paths(
 
 
 def test_a_slice_with_another_window_gets_its_own_plan(
-    sample_set: tuple[Path, list[Path]], tmp_path: Path
+    sample_set: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Slices differing in a value the key holds (the window) are planned apart; those
-    differing only in per-instance values share one plan."""
+    """Slices differing in a value the key holds (the window: 40, then 41 in as many bytes,
+    then 300) are planned apart; those differing only in per-instance values (UIDs of
+    another length among them, so that some are walked) share one plan."""
     source = _inputs(sample_set[0] / "CT")[0]
     folder = tmp_path / "series"
     folder.mkdir()
-    for i in range(8):
+    windows = [(40, 400)] * 4 + [(41, 400)] * 3 + [(300, 1500)] * 3
+    for i, (center, width) in enumerate(windows):
         ds = pydicom.dcmread(source)
-        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{1000 + i * 37}"
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{1000 + i * 37}" + ".7" * (i % 3 == 2)
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.InstanceNumber = i + 1
         ds.ImagePositionPatient = [0, 0, i * 2.5]
-        ds.add_new(0x00091001, "LO", f"vendor value {i}")  # a private value
         ds.add_new(0x00090010, "LO", "ACME 1.0")
-        if i >= 4:
-            ds.WindowCenter, ds.WindowWidth = 300, 1500
+        ds.add_new(0x00091001, "LO", f"vendor value {i}")  # a private value
+        ds.WindowCenter, ds.WindowWidth = center, width
         ds.save_as(folder / f"s{i}.dcm", enforce_file_format=True)
+    fitted = []
+    fits = replay.Layout.fits
+
+    def counted(self: replay.Layout, head: bytes, size: int) -> bool:
+        fitted.append(fits(self, head, size))
+        return fitted[-1]
+
+    monkeypatch.setattr(replay.Layout, "fits", counted)
     paths = _inputs(folder)
     general, _ = _convert_all(paths, tmp_path / "general", ConvertOptions(), enabled=False)
     replayed, replays = _convert_all(paths, tmp_path / "replayed", ConvertOptions(), enabled=True)
-    assert replays == 4  # two slices of each window learn, two replay
+    assert replays == 2 + 1 + 1  # each window: one slice seen, one learnt from, the rest
+    assert 0 < sum(fitted) < replays  # some by their layout, the others walked
     assert [_rows(r) for r in general] == [_rows(r) for r in replayed]
-    assert {r.rows[0].window_center for r in replayed} == {40.0, 300.0}
+    assert [r.rows[0].window_center for r in replayed] == [float(c) for c, _ in windows]
     for row in (r.rows[0] for r in general):
         assert (tmp_path / "replayed" / row.output).read_bytes() == (
             tmp_path / "general" / row.output
         ).read_bytes()
+
+
+def test_a_layout_is_the_walks_bytes_outside_per_instance_values(
+    sample_set: tuple[Path, list[Path]],
+) -> None:
+    """A file fits a layout only if every byte the walk reads is the same: a changed window
+    digit (same length), a changed VR, a longer file do not fit; another UID value does."""
+    path = _inputs(sample_set[0] / "CT")[0]
+    data = path.read_bytes()
+    found = plainread.walk_plain_file(str(path), native.WHOLE_READ_LIMIT)
+    assert found is not None
+    walked, size = found
+    layout = replay.layout_of(walked, data[: plainread.HEAD_BYTES], size)
+    assert layout is not None and layout.fits(data, size)
+    uid = walked.raw[pydicom.tag.BaseTag(0x00080018)]
+    other_uid = bytearray(data)
+    other_uid[uid.value_tell + uid.length - 2] ^= 1  # a digit of the SOP Instance UID
+    assert layout.fits(bytes(other_uid), size)
+    center = walked.raw[pydicom.tag.BaseTag(0x00281050)]
+    other_window = bytearray(data)
+    other_window[center.value_tell] ^= 1
+    assert not layout.fits(bytes(other_window), size)
+    other_vr = bytearray(data)
+    other_vr[center.value_tell - 4] ^= 1  # the window's VR
+    assert not layout.fits(bytes(other_vr), size)
+    assert not layout.fits(data, size + 2)
+    preamble = b"x" * 128 + data[128:]  # not read, not in the key
+    assert layout.fits(preamble, size)
 
 
 def test_a_window_from_the_pixels_is_never_replayed(tmp_path: Path) -> None:

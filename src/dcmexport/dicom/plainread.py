@@ -203,17 +203,22 @@ def walk_plain_file(path: str, limit: int) -> tuple[Walked, int] | None:
         size = os.fstat(f.fileno()).st_size
         if size > limit:
             return None
-        head = f.read(HEAD_BYTES)
-        fd = f.fileno()
-        whole = len(head) == size
-        tail = None if whole else (lambda at, n: os.pread(fd, n, at))
-        source = _Bytes(head, size, io.BytesIO(head) if whole else None, tail)
-        if len(head) < 140 or head[128:132] != b"DICM" or head[132:134] != b"\x02\x00":
-            return None
-        try:
-            return _walk_file(source), size
-        except Exception:  # _NotPlain, or pydicom's own error: pydicom's reading decides
-            return None
+        walked = walk_head(f.read(HEAD_BYTES), size, f.fileno())
+        return None if walked is None else (walked, size)
+
+
+def walk_head(head: bytes, size: int, fd: int) -> Walked | None:
+    """`walk_plain_file` of a file already open as `fd`, of `size` bytes, whose first
+    `HEAD_BYTES` (or all, if fewer) are `head`; the Pixel Data is read from `fd`."""
+    whole = len(head) == size
+    tail = None if whole else (lambda at, n: os.pread(fd, n, at))
+    source = _Bytes(head, size, io.BytesIO(head) if whole else None, tail)
+    if len(head) < 140 or head[128:132] != b"DICM" or head[132:134] != b"\x02\x00":
+        return None
+    try:
+        return _walk_file(source)
+    except Exception:  # _NotPlain, or pydicom's own error: pydicom's reading decides
+        return None
 
 
 def dataset(walked: Walked, path: str) -> FileDataset:

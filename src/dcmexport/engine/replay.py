@@ -83,6 +83,7 @@ PER_INSTANCE = frozenset(
 )
 
 _PIXEL_DATA = BaseTag(0x7FE00010)
+_UNDEFINED = 0xFFFFFFFF
 _NATIVE_LE = frozenset((pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian))
 #: Keys remembered per worker and options before starting afresh (a plan holds a table of
 #: up to 128 KB: at most about 16 MB).
@@ -126,8 +127,12 @@ class Plan:
     quality: int
     row: ManifestRow
 
-    def pixels(self, walked: plainread.Walked) -> np.ndarray:
-        value = walked.raw[_PIXEL_DATA].value
+    @property
+    def nbytes(self) -> int:
+        """How many bytes of Pixel Data the frame takes (the value may be one longer)."""
+        return self.shape[0] * self.shape[1] * self.dtype.itemsize
+
+    def pixels(self, value: bytes) -> np.ndarray:
         count = self.shape[0] * self.shape[1]
         return np.frombuffer(value, self.dtype, count).reshape(self.shape)
 
@@ -136,15 +141,67 @@ class Plan:
         return np.take(self.table, stored.view(index))
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where the files of a key keep it: a file of `size` bytes whose bytes up to the Pixel
+    Data's value (at `pixels_at`, the last element), outside the preamble and the values of
+    per-instance elements, are `pieces` ((offset, bytes), ...) walks element for element as
+    the file the layout was taken from (every header it reads lies in those bytes), so it
+    has that file's key: its slices skip the walk."""
+
+    size: int
+    pixels_at: int
+    pieces: tuple[tuple[int, bytes], ...]
+
+    def fits(self, head: bytes, size: int) -> bool:
+        return (
+            size == self.size
+            and len(head) >= self.pixels_at
+            and all(head.startswith(piece, at) for at, piece in self.pieces)
+        )
+
+
+def layout_of(walked: plainread.Walked, head: bytes, size: int) -> Layout | None:
+    """The layout of a walked file whose first bytes are `head`; None if its elements are
+    not all of defined length, or the Pixel Data is not its last element within reach."""
+    spans = [(0, 128)]  # the preamble: not read, not in the key
+    pixels_at = -1
+    for elements in (walked.meta_raw, walked.raw):
+        for element in elements.values():
+            if type(element) is not RawDataElement or element.length == _UNDEFINED:
+                return None
+            tag = int(element.tag)
+            if tag == _PIXEL_DATA:
+                pixels_at = element.value_tell
+                if pixels_at + element.length != size:
+                    return None
+            elif per_instance(tag):
+                spans.append((element.value_tell, element.value_tell + element.length))
+    if pixels_at < 0 or pixels_at > len(head):
+        return None
+    pieces, at = [], 0
+    for begin, end in spans:  # in file order
+        if begin > at:
+            pieces.append((at, head[at:begin]))
+        at = max(at, end)
+    if at < pixels_at:
+        pieces.append((at, head[at:pixels_at]))
+    return Layout(size, pixels_at, tuple(pieces))
+
+
 @dataclasses.dataclass
 class Attempt:
-    """One input's way through the replay: its walk (None: not a plain file) and key, and
-    whether the general path's conversion of it is to be learnt from (`learn`)."""
+    """One input's way through the replay: its plan and pixels when one is ready; else its
+    walk (None: not a plain file) and key, and whether the general path's conversion of it
+    is to be learnt from (`learn`)."""
 
     path: str
     walked: plainread.Walked | None = None
     key: Hashable | None = None
     learn: bool = False
+    plan: Plan | None = None
+    pixels: bytes | None = None
+    layout: Layout | None = None  # this file's, for a plan learnt from it
 
     def dataset(self) -> FileDataset | None:
         """The input's dataset as `decoding.read_dataset` reads it (built from the walk)."""
@@ -157,6 +214,9 @@ class _Never:
 
 _SEEN, _NEVER = object(), _Never()
 _plans: dict[ConvertOptions, dict[Hashable, object]] = {}
+#: Most recent first: the layouts of each options' plans, tried before any walk.
+_layouts: dict[ConvertOptions, list[tuple[Layout, Plan]]] = {}
+_MAX_LAYOUTS = 8
 
 
 def _options_fit(options: ConvertOptions) -> bool:
@@ -173,17 +233,26 @@ def start(
     ref_kind: InputKind, path: str, frame_bases: tuple[Any, ...], options: ConvertOptions
 ) -> Attempt | None:
     """The replay's look at one input before it is converted: None when it is not for the
-    replay (not a local file, other outputs wanted); else an `Attempt`, whose `plan` may
-    be ready."""
+    replay (not a local file, other outputs wanted); else an `Attempt`, with its `plan`
+    and pixels when one is ready."""
     if ref_kind is not InputKind.FILE or frame_bases or not _options_fit(options):
         return None
     try:
-        found = plainread.walk_plain_file(path, native.WHOLE_READ_LIMIT)
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > native.WHOLE_READ_LIMIT:
+                return Attempt(path)
+            head = f.read(plainread.HEAD_BYTES)
+            for layout, plan in _layouts.get(options, ()):
+                if layout.fits(head, size):
+                    pixels = os.pread(f.fileno(), plan.nbytes, layout.pixels_at)
+                    if len(pixels) == plan.nbytes:  # else changed meanwhile: walk it
+                        return Attempt(path, plan=plan, pixels=pixels)
+            walked = plainread.walk_head(head, size, f.fileno())
     except OSError:  # the general path reads it again and reports why it cannot
-        found = None
-    if found is None:
         return Attempt(path)
-    walked = found[0]
+    if walked is None:
+        return Attempt(path)
     key = header_key(walked)
     attempt = Attempt(path, walked, key)
     if key is None:
@@ -193,25 +262,36 @@ def start(
     if known is None:
         if len(plans) >= _MAX_KEYS:
             plans.clear()
+            _layouts.pop(options, None)
         plans[key] = _SEEN
     elif known is _SEEN:
         attempt.learn = True
+        attempt.layout = layout_of(walked, head, size)
+    elif isinstance(known, Plan):
+        attempt.plan, attempt.pixels = known, walked.raw[_PIXEL_DATA].value
+        _remember(options, layout_of(walked, head, size), known)
     return attempt
 
 
-def plan_of(attempt: Attempt, options: ConvertOptions) -> Plan | None:
-    """The plan for the attempt's key, if one was made and kept."""
-    if attempt.key is None:
-        return None
-    found = _plans.get(options, {}).get(attempt.key)
-    return found if isinstance(found, Plan) else None
+def forget() -> None:
+    """Drop every key, plan and layout (tests; a long-lived process between runs)."""
+    _plans.clear()
+    _layouts.clear()
+
+
+def _remember(options: ConvertOptions, layout: Layout | None, plan: Plan) -> None:
+    if layout is None:
+        return
+    known = _layouts.setdefault(options, [])
+    known.insert(0, (layout, plan))
+    del known[_MAX_LAYOUTS:]
 
 
 def replay(
-    plan: Plan, walked: plainread.Walked, source: str, base: str, note: str, store: Store
+    plan: Plan, pixels: bytes, source: str, base: str, note: str, store: Store
 ) -> ManifestRow:
-    """Convert one slice by its key's plan: its still written, its row."""
-    image = plan.image(plan.pixels(walked))
+    """Convert one slice by its key's plan from its Pixel Data: its still written, its row."""
+    image = plan.image(plan.pixels(pixels))
     data = encode_still(image, plan.format, plan.quality)
     output = store.put(f"{base}{plan.format.extension}", data)
     return dataclasses.replace(plan.row, source=source, output=output, note=note)
@@ -238,6 +318,8 @@ def learn(
     except Exception:  # the slice itself is converted: its key just goes the general way
         log.debug("no replay plan for %s", base, exc_info=True)
     plans[attempt.key] = plan if plan is not None else _NEVER
+    if plan is not None:
+        _remember(options, attempt.layout, plan)
     return plan
 
 
@@ -306,7 +388,7 @@ def _made(
     table = np.ascontiguousarray(rendered.image.reshape(patterns))
     table.flags.writeable = False
     plan = Plan(dtype, shape, table, options.format, options.quality, row)
-    stored = plan.pixels(walked)
+    stored = plan.pixels(element.value)
     if stored.dtype != decoded.dtype or not np.array_equal(stored, decoded):
         return None
     data = encode_still(plan.image(stored), options.format, options.quality)

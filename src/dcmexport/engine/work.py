@@ -174,11 +174,11 @@ def _replayed(
     attempt: replay.Attempt, item: WorkItem, options: ConvertOptions, store: Store
 ) -> FileResult | None:
     """The input converted by its series' plan (`replay`), or None: the general path."""
-    plan = replay.plan_of(attempt, options)
-    if plan is None or attempt.walked is None:
+    plan, pixels = attempt.plan, attempt.pixels
+    if plan is None or pixels is None:
         return None
     try:
-        row = replay.replay(plan, attempt.walked, item.source, item.base, item.note, store)
+        row = replay.replay(plan, pixels, item.source, item.base, item.note, store)
     except Exception:  # a read or write failing now: the general path reports it
         log.debug("replay of %s failed: the general path converts it", item.seq, exc_info=True)
         return None
