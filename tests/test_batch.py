@@ -225,17 +225,18 @@ def test_an_unreadable_input_is_an_error_and_retried(tmp_path: Path, monkeypatch
     out = tmp_path / "out"
     import dcmexport.dicom.decoding as decoding
     import dcmexport.dicom.plainread as plainread
+    import dcmexport.engine.replay as replay
 
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
     # as root, chmod does not stop reads: every `open` in the reading modules fails instead
-    for module in (decoding, plainread):
+    for module in (decoding, plainread, replay):
         monkeypatch.setattr(module, "open", denied, raising=False)
     first = convert([src], out, jobs=1)
     assert (first.failed, first.exit_code) == (1, 1)
     assert "Permission denied" in manifest(out)[0]["error"]
-    for module in (decoding, plainread):
+    for module in (decoding, plainread, replay):
         monkeypatch.delattr(module, "open")
     assert convert([src], out, jobs=1).converted == 1  # not cached as "not DICOM"
 
