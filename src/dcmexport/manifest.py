@@ -60,6 +60,15 @@ class ManifestRow:
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(ManifestRow))
 
+#: The manifest note (and stderr summary) of an image that may carry burned-in text.
+BURNED_IN_NOTE = "burned-in text possible"
+
+
+def count_burned_in(rows: Iterable[ManifestRow]) -> bool:
+    """True if one of an input's rows notes possible burned-in text."""
+    return any(BURNED_IN_NOTE in row.note for row in rows)
+
+
 #: The manifest's file name inside OUT.
 MANIFEST_NAME = "manifest.csv"
 

@@ -14,12 +14,11 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import sources
 from .._version import __version__
 from ..dicom import limits
-from ..dicom.deid import DeidOptions, random_key
 from ..dicom.series import slice_infos
 from ..errors import UsageError
 from ..exporters import SeriesJob, plan_series_volumes, series_wanted
@@ -29,6 +28,7 @@ from ..manifest import (
     Kind,
     ManifestRow,
     Status,
+    count_burned_in,
     manifest_bytes,
     write_manifest_file,
 )
@@ -43,8 +43,6 @@ from ..options import (
 )
 from ..store import LocalStore, Store, is_url, store_for, write_atomic
 from ..store.guard import check_output
-from .deid import count_burned_in
-from .deid_plan import DeidMap, check_map_path, plan_deidentified
 from .executor import IN_FLIGHT_PER_WORKER, bounded_map, check_run, executor, worker_slots
 from .faults import store_fault
 from .plan import claim_volume_bases, plan, series_jobs
@@ -60,6 +58,9 @@ from .work import (
     failed_result,
     failed_series_result,
 )
+
+if TYPE_CHECKING:  # de-identification loads with the first run that asks for it
+    from ..dicom.deid import DeidOptions
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def convert(
     if out_root is not None and out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} exists and is not a folder")
     items = [_input(p) for p in inputs]
-    paths = [p for p in items if not isinstance(p, sources.ServerInput)]  # local and URLs
+    paths = [p for p in items if isinstance(p, (str, Path))]  # local and URLs, not servers
     if opts.series_video and len(paths) < len(items):
         raise UsageError("--series-video reads the slices from disk: pull SERVER first")
     _check_object_storage(opts, paths, out_root)
@@ -227,6 +228,8 @@ def convert(
     deid = _run_deid(opts, deid, map_path)
     deid_map = None
     if map_path is not None:
+        from .deid_plan import DeidMap, check_map_path
+
         map_file, deid_map = check_map_path(map_path, out_root), DeidMap()
     started = time.perf_counter()
     if out_root is not None:
@@ -251,6 +254,8 @@ def convert(
             found = sources.discover(items, exclude, storage_options)
             if opts.anonymize:
                 assert deid is not None
+                from .deid_plan import plan_deidentified
+
                 planned = plan_deidentified(found, registry, opts, deid, deid_map, first_time)
             else:
                 planned = plan(found, registry, opts, first_time)
@@ -312,7 +317,7 @@ def _input(item: str | os.PathLike[str] | sources.ServerInput) -> Path | str | s
     server = sources.as_server_input(item)
     if server is not None:
         return server
-    assert not isinstance(item, sources.ServerInput)
+    assert isinstance(item, (str, os.PathLike))
     return str(item) if is_url(item) else Path(item)
 
 
@@ -343,6 +348,8 @@ def _run_deid(
     if map_path is not None and not options.anonymize:
         raise UsageError("--map needs --anonymize")
     if needed and deid is None:
+        from ..dicom.deid import DeidOptions, random_key
+
         deid = DeidOptions(key=random_key())
     return deid
 

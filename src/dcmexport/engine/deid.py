@@ -9,7 +9,6 @@ planner's (`deid_plan`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
@@ -17,16 +16,13 @@ from pydicom.dataset import Dataset
 from ..dicom import decoding
 from ..dicom.deid import DeidOptions, deidentify
 from ..errors import ExcludedError, PixelDataError
-from ..manifest import ManifestRow
+from ..manifest import BURNED_IN_NOTE
 from ..options import BurnedInPolicy, ConvertOptions, Product
 from ..sources import InputRef
 from .burned_in import mask_burned_in
 
 if TYPE_CHECKING:
     from .work import FileResult
-
-#: The manifest note (and stderr summary) of an image that may carry burned-in text.
-BURNED_IN_NOTE = "burned-in text possible"
 
 
 def deidentified(
@@ -86,8 +82,3 @@ def redacted(result: FileResult, ref: InputRef) -> FileResult:
         for row in result.rows
     ]
     return dataclasses.replace(result, reason=reason, detail="", rows=rows)
-
-
-def count_burned_in(rows: Iterable[ManifestRow]) -> bool:
-    """True if one of an input's rows notes possible burned-in text."""
-    return any(BURNED_IN_NOTE in row.note for row in rows)

@@ -13,10 +13,10 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from .. import sources
 from ..dicom import decoding, faults
-from ..dicom.geometry import SeriesVolumes
 from ..dicom.series import SeriesGrouping, SliceInfo, order_slices
 from ..errors import DcmExportError
 from ..exporters import SeriesJob
@@ -24,6 +24,9 @@ from ..naming import Layout, NameRegistry, input_stem, mirror_base
 from ..options import ConvertOptions
 from ..sources import InputRef
 from .work import WorkItem
+
+if TYPE_CHECKING:  # planned volumes: the geometry loads with the first volume
+    from ..dicom.geometry import SeriesVolumes
 
 #: a slice's outputs share a folder; the series video goes there under this name
 SERIES_VIDEO_STEM = "series"

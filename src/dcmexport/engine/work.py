@@ -14,10 +14,10 @@ import os
 import traceback
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .. import sources
 from ..dicom import decoding, limits
-from ..dicom.deid import DeidOptions
 from ..errors import (
     DcmExportError,
     ExcludedError,
@@ -40,7 +40,9 @@ from ..options import ConvertOptions, MetadataPhi
 from ..sources import InputRef
 from ..store import LocalStore, Store
 from . import faults, replay
-from .deid import deidentified, redacted, sidecar_header
+
+if TYPE_CHECKING:  # de-identification loads with the first run that asks for it
+    from ..dicom.deid import DeidOptions
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +140,12 @@ def _convert(
     decoding.check_limits(ds)  # before anything is sized by the header's counts
     note, metadata_ds = item.note, None
     if deid is not None and options.anonymize:  # once, before any exporter sees it
+        from .deid import deidentified
+
         ds, note = deidentified(ds, options, deid, note)
     elif deid is not None and options.metadata_phi is MetadataPhi.NONE:
+        from .deid import sidecar_header
+
         metadata_ds = sidecar_header(ds, deid)
     if objects_wanted(options):
         return export_object(DicomObject(ds, item.source, item.base, note), options, store)
@@ -214,7 +220,11 @@ def convert_one(
             )
     result.fingerprint = fingerprint
     result.written = {r.output: store.stat(r.output) for r in result.rows if r.output}
-    return redacted(result, item.ref) if options.anonymize else result
+    if not options.anonymize:
+        return result
+    from .deid import redacted
+
+    return redacted(result, item.ref)
 
 
 def convert_many(

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from ..dicom import decoding
-from ..dicom.geometry import SeriesVolumes
 from ..manifest import ManifestRow
 from ..options import ConvertOptions
 from ..render.frame import check_renderable
 from ..render.pipeline import PixelDescription
 from ..store import Store
+
+if TYPE_CHECKING:  # planned volumes: the geometry loads with the first volume
+    from ..dicom.geometry import SeriesVolumes
 
 
 class Level(str, enum.Enum):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..dicom.deid import save_deidentified
 from ..manifest import Kind, ManifestRow
 from ..options import ConvertOptions, Product
 from ..store import Store
@@ -34,6 +33,8 @@ class DicomCopyExporter:
     def write(self, obj: DicomObject, options: ConvertOptions, store: Store) -> list[ManifestRow]:
         (target,) = self.targets(obj, options)
         with store.open_atomic(target.rel) as tmp:  # encoded once, straight into the file
+            from ..dicom.deid import save_deidentified
+
             save_deidentified(obj.ds, tmp)
         output = store.output_name(target.rel)
         return [ManifestRow(source=obj.source, output=output, kind=Kind.DICOM, note=obj.note)]

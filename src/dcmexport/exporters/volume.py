@@ -25,28 +25,22 @@ import logging
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from .. import errors
 from ..dicom import decoding
-from ..dicom.geometry import (
-    SeriesVolumes,
-    VolumePlan,
-    VolumeRefusal,
-    is_enhanced_multiframe,
-    plan_volumes,
-    slice_normal,
-    volume_stem,
-)
 from ..manifest import Kind, ManifestRow, Status
 from ..options import ConvertOptions, VolumeFormat
 from ..render import pixels as px
 from ..render.pipeline import PixelDescription, modality_rescale
 from ..store import LocalStore, Store, atomic_path
 from .base import Instance, Level, SeriesJob, Target
+
+if TYPE_CHECKING:  # the geometry loads with the first volume (a plain conversion never needs it)
+    from ..dicom.geometry import SeriesVolumes, VolumePlan, VolumeRefusal
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +65,8 @@ def read_headers(paths: list[str]) -> list[tuple[str, Dataset]]:
 
 def plan_files(paths: list[str]) -> SeriesVolumes:
     """`plan_volumes` over the headers of one series' files."""
+    from ..dicom.geometry import plan_volumes
+
     return plan_volumes(read_headers(paths))
 
 
@@ -183,6 +179,8 @@ def assemble_volume(
 
 def qform_lps(plan: VolumePlan) -> np.ndarray:
     """The nearest rigid grid: rows and columns exact, slices along the normal."""
+    from ..dicom.geometry import slice_normal
+
     affine = plan.affine.copy()
     if plan.sheared:
         first = plan.affine
@@ -316,6 +314,8 @@ def sidecar(
 
     With `deidentify`, UIDs and times of day are left out as well.
     """
+    from ..dicom.geometry import slice_normal
+
     identity = plan.identity
     affine = plan.affine
     row = affine[:3, 0] / np.linalg.norm(affine[:3, 0])
@@ -423,6 +423,8 @@ def plan_series_volumes(jobs: list[SeriesJob]) -> list[SeriesVolumes]:
 
     A series whose headers cannot be planned at all gets one refusal saying why.
     """
+    from ..dicom.geometry import SeriesVolumes, VolumeRefusal
+
     planned = []
     for job in jobs:
         try:
@@ -541,7 +543,11 @@ class SeriesVolumeExporter:
 def instance_volume_wanted(instance: Instance, options: ConvertOptions) -> bool:
     """True when `--volume` makes this input a volume of its own (an enhanced multi-frame
     file); it then needs no stills or video to count as converted."""
-    return options.volume is not VolumeFormat.NONE and is_enhanced_multiframe(instance.ds)
+    if options.volume is VolumeFormat.NONE:
+        return False
+    from ..dicom.geometry import is_enhanced_multiframe
+
+    return is_enhanced_multiframe(instance.ds)
 
 
 class InstanceVolumeExporter:
@@ -554,6 +560,8 @@ class InstanceVolumeExporter:
         return instance_volume_wanted(instance, options)
 
     def _planned(self, instance: Instance) -> tuple[SeriesVolumes, list[tuple[str, str]]]:
+        from ..dicom.geometry import plan_volumes, volume_stem
+
         volumes = plan_volumes([(instance.source, instance.ds)])
         count = len(volumes.volumes)
         number = str(instance.ds.get("SeriesNumber", "") or "").strip()

@@ -9,24 +9,59 @@ sanitises them. Never imports render, exporters, engine, index or report.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator, Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
-from .base import InputKind, InputRef, Source
+from .base import InputKind, InputRef, Source, as_server_input
 from .discovery import count_files, discover
 from .files import FileSource, MemberSource
-from .remote import ServerSource
-from .servers import ServerInput, as_server_input
-from .urls import UrlMemberSource, UrlRef, UrlSource, discover_url, header_source
+
+if TYPE_CHECKING:
+    from .remote import ServerSource
+    from .servers import ServerInput
+    from .urls import UrlMemberSource, UrlRef, UrlSource, discover_url, header_source
+
+#: Sources made on first use, so that their modules (and the client libraries those import)
+#: load only for a run that meets such an input: kind -> (module, class).
+_LATER = {
+    InputKind.SERVER: ("remote", "ServerSource"),
+    InputKind.URL: ("urls", "UrlSource"),
+    InputKind.URL_MEMBER: ("urls", "UrlMemberSource"),
+}
+#: Names this package offers from those modules (PEP 562): name -> module.
+_LATER_NAMES = {
+    "ServerSource": "remote",
+    "ServerInput": "servers",
+    "UrlMemberSource": "urls",
+    "UrlRef": "urls",
+    "UrlSource": "urls",
+    "discover_url": "urls",
+    "header_source": "urls",
+}
+
+
+class _Sources(dict[InputKind, Source]):
+    """The source registry: a kind's source, made when first asked for (`_LATER`)."""
+
+    def __missing__(self, kind: InputKind) -> Source:
+        module, name = _LATER[kind]
+        source: Source = getattr(importlib.import_module(f"{__name__}.{module}"), name)()
+        self[kind] = source
+        return source
+
 
 #: How each kind of input is read; a new kind of source registers here.
-SOURCES: dict[InputKind, Source] = {
-    InputKind.FILE: FileSource(),
-    InputKind.MEMBER: MemberSource(),
-    InputKind.SERVER: ServerSource(),
-    InputKind.URL: UrlSource(),
-    InputKind.URL_MEMBER: UrlMemberSource(),
-}
+SOURCES: dict[InputKind, Source] = _Sources(
+    {InputKind.FILE: FileSource(), InputKind.MEMBER: MemberSource()}
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LATER_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 def open_input(ref: InputRef) -> bytes | str:
@@ -38,14 +73,15 @@ def open_input(ref: InputRef) -> bytes | str:
 def prefetched(refs: Sequence[InputRef]) -> Iterator[None]:
     """Let each source fetch a chunk's inputs together before they are opened one by one
     (a source with a `prefetch(refs)` / `release(refs)` pair: DIMSE servers)."""
+    kinds = dict.fromkeys(ref.kind for ref in refs)  # in the chunk's order
     hooked = [
-        (source, [ref for ref in refs if ref.kind is kind])
-        for kind, source in SOURCES.items()
-        if hasattr(source, "prefetch") and any(ref.kind is kind for ref in refs)
+        (SOURCES[kind], [ref for ref in refs if ref.kind is kind])
+        for kind in kinds
+        if hasattr(SOURCES[kind], "prefetch")
     ]
     try:
         for source, mine in hooked:
-            source.prefetch(mine)
+            source.prefetch(mine)  # type: ignore[attr-defined]
         yield
     finally:
         for source, mine in hooked:
@@ -56,7 +92,9 @@ def prefetched(refs: Sequence[InputRef]) -> Iterator[None]:
 def open_header(ref: InputRef) -> Iterator[bytes | str | IO[bytes]]:
     """What a header-only read of the input reads from: as `open_input`, except that an
     object in object storage is opened with a small block size (never fetched whole)."""
-    if isinstance(ref, UrlRef):
+    if ref.kind in (InputKind.URL, InputKind.URL_MEMBER):
+        from .urls import header_source
+
         with header_source(ref) as source:
             yield source
     else:
@@ -73,13 +111,17 @@ __all__ = [
     "InputKind",
     "InputRef",
     "ServerInput",
+    "ServerSource",
     "Source",
+    "UrlMemberSource",
     "UrlRef",
+    "UrlSource",
     "as_server_input",
     "count_files",
     "discover",
     "discover_url",
     "fingerprint",
+    "header_source",
     "open_header",
     "open_input",
     "prefetched",

@@ -11,7 +11,13 @@ import dataclasses
 import enum
 import os
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .servers import ServerInput
+
+#: How a server input begins (`servers.is_server`); anything else is a path or a URL.
+SERVER_SCHEMES = ("http://", "https://", "dicom://")
 
 
 class InputKind(str, enum.Enum):
@@ -130,3 +136,19 @@ class Source(Protocol):
     def fingerprint(self, ref: InputRef) -> tuple[int, int] | None:
         """(size, mtime_ns) or another pair that changes when the input does; None if unknown."""
         ...
+
+
+def as_server_input(item: object) -> ServerInput | None:
+    """`item` as a `servers.ServerInput` if it names a server, else None (a path or a URL).
+
+    The servers' module (and what it imports) loads only for an input that can name one:
+    a string with a server's scheme, or an object that is not a path.
+    """
+    if isinstance(item, str):
+        if not item.lower().startswith(SERVER_SCHEMES):
+            return None
+    elif isinstance(item, os.PathLike):
+        return None
+    from .servers import as_server_input as named
+
+    return named(item)

@@ -17,14 +17,16 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..dicom.faults import PASS_THROUGH, plain_reason
 from ..errors import DcmExportError, UsageError
 from ..store import is_url
-from . import archives, dicomdir, remote, urls
-from .base import InputRef
-from .servers import ServerInput, as_server_input
+from . import archives
+from .base import InputRef, as_server_input
+
+if TYPE_CHECKING:  # servers, object storage and DICOMDIRs load when an input needs them
+    from .servers import ServerInput
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,14 @@ def discover(
     for item in inputs:
         server = as_server_input(item)
         if server is not None:
+            from . import remote
+
             yield from remote.take_inputs(server)
             continue
-        assert not isinstance(item, ServerInput)
+        assert isinstance(item, (str, os.PathLike))
         if is_url(item):
+            from . import urls
+
             yield from urls.discover_url(str(item), storage_options, [str(e) for e in exclude])
             continue
         path = Path(item)
@@ -67,7 +73,7 @@ def _found_as_input(path: Path) -> Iterator[InputRef]:
     """A file given as an input: itself, an archive's members, or a DICOMDIR's files."""
     if archives.is_archive(path):
         yield from _archive(path, ())
-    elif dicomdir.is_dicomdir_name(path.name) and dicomdir.is_dicomdir(path):
+    elif "dicomdir" in path.name.casefold() and _is_dicomdir(path):
         refs = list(_dicomdir_references(path, path.parent, missing_only=False))
         yield from _with_dicomdir_row(path, None, refs)
     else:
@@ -115,6 +121,8 @@ def _dicomdir_references(
     path: Path, root: Path, *, missing_only: bool
 ) -> Iterator[InputRef | _BrokenDicomdir]:
     """The files a DICOMDIR references (or only the missing ones, as error rows)."""
+    from . import dicomdir
+
     try:
         refs = dicomdir.references(path)
     except DcmExportError as exc:
@@ -162,6 +170,13 @@ def _archive(path: Path, prefix: tuple[str, ...]) -> Iterator[InputRef]:
         yield InputRef(path, problem=str(exc))
 
 
+def _is_dicomdir(path: Path) -> bool:
+    """A file named and made like a DICOMDIR (`dicomdir`, which loads only then)."""
+    from . import dicomdir
+
+    return dicomdir.is_dicomdir_name(path.name) and dicomdir.is_dicomdir(path)
+
+
 def _is_fileset_root(name: str) -> bool:
     """A file named DICOMDIR, in any case (nested DIRFILEs are followed from their root)."""
     return name.casefold() == "dicomdir"
@@ -169,6 +184,8 @@ def _is_fileset_root(name: str) -> bool:
 
 def _archive_dicomdir_gaps(path: Path, member: str, names: list[str]) -> Iterator[InputRef]:
     """Error rows for the records of a DICOMDIR inside an archive whose member is missing."""
+
+    from . import dicomdir
 
     def read(name: str) -> bytes:
         return archives.read_member(path, name)
@@ -200,10 +217,14 @@ def count_files(
     for item in inputs:
         server = as_server_input(item)
         if server is not None:
+            from . import remote
+
             total += len(remote.list_inputs(server))
             continue
-        assert not isinstance(item, ServerInput)
+        assert isinstance(item, (str, os.PathLike))
         if is_url(item):
+            from . import urls
+
             total += urls.count_url(str(item), storage_options, [str(e) for e in exclude])
             continue
         path = Path(item)

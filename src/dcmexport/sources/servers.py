@@ -21,6 +21,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import UsageError
+from .base import SERVER_SCHEMES
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Server:
 
 def is_server(text: str) -> bool:
     """True when `text` names a server (``http(s)://`` or ``dicom://``), not a path."""
-    return text.lower().startswith(("http://", "https://", "dicom://"))
+    return text.lower().startswith(SERVER_SCHEMES)
 
 
 def parse_server(
