@@ -378,3 +378,50 @@ def test_broken_voi_lut_does_not_stop_an_explicit_window() -> None:
 
     with pytest.raises(WindowError, match="VOI LUT 1"):
         render_frame(ds, window="file:1")
+
+
+@pytest.mark.dcmtk
+@pytest.mark.parametrize(("mode", "bits"), [("auto", 8), ("auto", 16), ("40,400", 8)])
+def test_replayed_series_match_dcmtk(
+    sample_set: tuple[Path, list[Path]],
+    mode: str,
+    bits: int,
+    tmp_path: Path,
+    dcm2pnm: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Series converted by `convert`, whose slices after the second are replayed
+    (`engine.replay`), against DCMTK slice by slice."""
+    import csv
+
+    from dcmexport.engine import replay
+    from dcmexport.engine.batch import convert
+
+    replay.forget()
+    replays = []
+    play = replay.replay
+
+    def counted(*args: object, **kwargs: object) -> object:
+        replays.append(1)
+        return play(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(replay, "replay", counted)
+    root = sample_set[0]
+    out = tmp_path / "out"
+    summary = convert([root / "CT", root / "MR"], out, jobs=1, window=mode, bits=bits)
+    assert summary.failed == 0 and len(replays) >= 20 - 2 + 5 - 2
+    with open(out / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    problems = []
+    for i, row in enumerate(rows):
+        path = Path(row["source"])
+        ds = decoding.read_dataset(path)
+        window = (float(row["window_center"]), float(row["window_width"]))
+        args = _dcmtk_args(ds, mode, window)
+        ref = _dcmtk_render(path, args, bits, tmp_path / f"ref{i}.png", 1)
+        ours = imagecodecs.png_decode((out / row["output"]).read_bytes())
+        diff = np.abs(ref.astype(np.int64) - ours.astype(np.int64))
+        if ref.shape != ours.shape or diff.max() > _tolerance(ds, bits, False):
+            problems.append(f"{path.name}: max difference {diff.max()} with {args}")
+    assert not problems, "\n".join(problems)
+    replay.forget()
