@@ -283,17 +283,22 @@ def convert(
                 deid,
                 failed=failed_result,
             ):
-                for item, result in zip(chunk, results, strict=True):
-                    state.record(
-                        item.key,
-                        result.seq,
-                        result.status,
-                        result.rows,
-                        result.fingerprint
-                        if result.written is not None  # taken in the worker
-                        else sources.fingerprint(item.ref),
-                        written=result.written,
-                    )
+                state.record_many(
+                    [
+                        (
+                            item.key,
+                            result.seq,
+                            result.status,
+                            result.rows,
+                            result.fingerprint
+                            if result.written is not None  # taken in the worker
+                            else sources.fingerprint(item.ref),
+                        )
+                        for item, result in zip(chunk, results, strict=True)
+                    ],
+                    [result.written for result in results],
+                )
+                for result in results:
                     done(result)
             if slices:
                 _series(slices, registry, state, pool, opts, run_store, workers, summary)

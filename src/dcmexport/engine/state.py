@@ -164,6 +164,39 @@ class RunState:
         )
         self._maybe_commit()
 
+    def record_many(
+        self,
+        records: list[tuple[str, int, Status | str, list[ManifestRow], tuple[int, int] | None]],
+        written: list[dict[str, tuple[int, int] | None] | None],
+    ) -> None:
+        """`record` for a chunk of inputs, (source, seq, status, rows, fingerprint) each with
+        its `written`: one statement for the chunk on a fresh output folder."""
+        if self._has_history or any(w is None for w in written):
+            for (source, seq, status, rows, fingerprint), outputs in zip(
+                records, written, strict=True
+            ):
+                self.record(source, seq, status, rows, fingerprint, written=outputs)
+            return
+        self._db.executemany(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    display_path(source),
+                    *(fingerprint or (None, None)),
+                    self.options_key,
+                    str(status),
+                    _rows_to_json(rows),
+                    json.dumps(outputs),
+                    self.run,
+                    seq,
+                )
+                for (source, seq, status, rows, fingerprint), outputs in zip(
+                    records, written, strict=True
+                )
+            ],
+        )
+        self._maybe_commit()
+
     def _remove_orphans(self, key: str, keep: dict[str, tuple[int, int] | None]) -> None:
         found = self._db.execute("SELECT outputs FROM files WHERE source = ?", (key,)).fetchone()
         for output, was in json.loads((found and found[0]) or "{}").items():
