@@ -90,6 +90,7 @@ def test_chunks_keep_every_item_in_order_and_shrink_at_the_end(count: int, worke
     assert [i for chunk in found for i in chunk] == list(range(count))
     sizes = [len(chunk) for chunk in found]
     assert all(0 < size <= 32 for size in sizes)
+    assert list(chunks(iter(range(count)), 1, workers)) == [[i] for i in range(count)]
     if workers == 1:
         assert sizes[:-1] == [32] * (len(sizes) - 1)
     elif count >= 2 * workers * 4:

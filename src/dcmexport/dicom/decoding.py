@@ -712,6 +712,16 @@ def _codestream(value: bytes) -> bool:
     return value[:4] == b"\xfe\xff\x00\xe0" or codecs.sniff_codestream(value[:4096]) is not None
 
 
+_ITEM_TAG = b"\xfe\xff\x00\xe0"
+
+
+def codestream_in_native(value: bytes) -> UID | None:
+    """The syntax of a compressed codestream (or of encapsulated fragments) that native
+    Pixel Data holds in fact, read from its markers (`_relabelled`); None for pixels."""
+    stream = codecs.first_fragment(value) if value[:4] == _ITEM_TAG else value
+    return codecs.sniff_codestream(stream[:65536])
+
+
 def _relabelled(ds: Dataset, ts: UID) -> tuple[Dataset, UID] | None:
     """A native transfer syntax over a compressed codestream: (view as that syntax, syntax).
 
@@ -725,9 +735,8 @@ def _relabelled(ds: Dataset, ts: UID) -> tuple[Dataset, UID] | None:
     element = ds.get_item("PixelData", keep_deferred=True)
     value = getattr(element, "value", None)
     if isinstance(value, bytes) and value:
-        encapsulated = value[:4] == b"\xfe\xff\x00\xe0"
-        stream = codecs.first_fragment(value) if encapsulated else value
-        real = codecs.sniff_codestream(stream[:65536])
+        encapsulated = value[:4] == _ITEM_TAG
+        real = codestream_in_native(value)
         if real is not None:
             from pydicom.encaps import encapsulate
 

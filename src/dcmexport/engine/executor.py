@@ -114,7 +114,7 @@ def chunks(items: Iterable[T], size: int, workers: int = 1) -> Iterator[list[T]]
 
     For `workers` > 1 the items are read ahead by ``size * (2 * workers + 1)``; once the
     input is exhausted and the rest fits ``2 * workers`` chunks, each chunk takes a
-    ``2 * workers``-th of what is left (at least `_TAIL_MIN`), so the workers finish
+    ``2 * workers``-th of what is left (at least `_TAIL_MIN`, at most `size`), so the workers finish
     together instead of one converting a last full chunk while the others wait (about
     15 ms of a 0.5 s run of 300 slices on two workers).
     """
@@ -134,7 +134,7 @@ def chunks(items: Iterable[T], size: int, workers: int = 1) -> Iterator[list[T]]
             return
         take = size
         if exhausted and len(ahead) <= 2 * workers * size:
-            take = max(_TAIL_MIN, -(-len(ahead) // (2 * workers)))
+            take = min(size, max(_TAIL_MIN, -(-len(ahead) // (2 * workers))))
         yield [ahead.popleft() for _ in range(min(take, len(ahead)))]
 
 

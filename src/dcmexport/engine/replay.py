@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import warnings
 from collections.abc import Hashable
 from typing import Any
 
@@ -85,6 +86,13 @@ PER_INSTANCE = frozenset(
 _PIXEL_DATA = BaseTag(0x7FE00010)
 _UNDEFINED = 0xFFFFFFFF
 _NATIVE_LE = frozenset((pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian))
+#: Float and Double Float Pixel Data: never planned.
+_FLOAT_PIXELS = frozenset((BaseTag(0x7FE00008), BaseTag(0x7FE00009)))
+#: The most value bytes a key holds (a CT header holds 2-4 KB): a header with large LUTs,
+#: icons or documents in it goes the general way, so remembered keys stay small.
+_MAX_KEY_BYTES = 64 * 1024
+#: Option sets remembered at once (a long-lived library process).
+_MAX_OPTIONS = 4
 #: Keys remembered per worker and options before starting afresh (a plan holds a table of
 #: up to 128 KB: at most about 16 MB).
 _MAX_KEYS = 128
@@ -100,7 +108,14 @@ def per_instance(tag: int) -> bool:
 
 def header_key(walked: plainread.Walked) -> Hashable | None:
     """The key of a walked plain file (module docstring); None if it has none."""
+    if (
+        walked.file_meta.get("TransferSyntaxUID") not in _NATIVE_LE
+        or _PIXEL_DATA not in walked.raw
+        or _FLOAT_PIXELS & walked.raw.keys()
+    ):
+        return None  # never planned: not worth remembering
     parts: list[Any] = [walked.implicit]
+    held = 0
     for elements in (walked.meta_raw, walked.raw):
         for element in elements.values():
             if type(element) is not RawDataElement:  # an undefined-length sequence
@@ -112,7 +127,8 @@ def header_key(walked: plainread.Walked) -> Hashable | None:
                 parts.append((tag, element.VR))
             else:
                 parts.append((tag, element.VR, element.value))
-    return tuple(parts)
+                held += element.length
+    return tuple(parts) if held <= _MAX_KEY_BYTES else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,8 +220,20 @@ class Attempt:
     layout: Layout | None = None  # this file's, for a plan learnt from it
 
     def dataset(self) -> FileDataset | None:
-        """The input's dataset as `decoding.read_dataset` reads it (built from the walk)."""
-        return None if self.walked is None else plainread.dataset(self.walked, self.path)
+        """The input's dataset as `decoding.read_dataset` reads it (built from the walk);
+        None when building it fails: pydicom's reading then decides, as `plainread` does."""
+        if self.walked is None:
+            return None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return plainread.dataset(self.walked, self.path)
+        except Exception:
+            return None
+
+
+class Unplayable(Exception):
+    """A slice its key's plan does not convert: the general path does."""
 
 
 class _Never:
@@ -248,8 +276,10 @@ def start(
                     pixels = os.pread(f.fileno(), plan.nbytes, layout.pixels_at)
                     if len(pixels) == plan.nbytes:  # else changed meanwhile: walk it
                         return Attempt(path, plan=plan, pixels=pixels)
-            walked = plainread.walk_head(head, size, f.fileno())
-    except OSError:  # the general path reads it again and reports why it cannot
+            with warnings.catch_warnings():  # pydicom's, about a value it tolerates
+                warnings.simplefilter("ignore")
+                walked = plainread.walk_head(head, size, f.fileno())
+    except (OSError, ValueError):  # the general path reads it again and says why it cannot
         return Attempt(path)
     if walked is None:
         return Attempt(path)
@@ -257,6 +287,8 @@ def start(
     attempt = Attempt(path, walked, key)
     if key is None:
         return attempt
+    if options not in _plans and len(_plans) >= _MAX_OPTIONS:
+        forget()  # a long-lived process converting with ever new options
     plans = _plans.setdefault(options, {})
     known = plans.get(key)
     if known is None:
@@ -290,7 +322,12 @@ def _remember(options: ConvertOptions, layout: Layout | None, plan: Plan) -> Non
 def replay(
     plan: Plan, pixels: bytes, source: str, base: str, note: str, store: Store
 ) -> ManifestRow:
-    """Convert one slice by its key's plan from its Pixel Data: its still written, its row."""
+    """Convert one slice by its key's plan from its Pixel Data: its still written, its row.
+
+    `Unplayable` if the pixels are in fact a compressed codestream: the general path
+    relabels (and reports) such a slice by its content, which no key holds."""
+    if decoding.codestream_in_native(pixels) is not None:
+        raise Unplayable("a codestream under a native label")
     image = plan.image(plan.pixels(pixels))
     data = encode_still(image, plan.format, plan.quality)
     output = store.put(f"{base}{plan.format.extension}", data)

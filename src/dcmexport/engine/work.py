@@ -185,7 +185,7 @@ def _replayed(
         return None
     try:
         row = replay.replay(plan, pixels, item.source, item.base, item.note, store)
-    except Exception:  # a read or write failing now: the general path reports it
+    except Exception:  # a codestream, a write failing now: the general path decides
         log.debug("replay of %s failed: the general path converts it", item.seq, exc_info=True)
         return None
     return FileResult(item.source, Status.OK, [row], seq=item.seq)
