@@ -56,8 +56,9 @@ from ..store import LocalStore, Store
 log = logging.getLogger(__name__)
 
 #: Elements whose values differ from slice to slice of one series and that the conversion of
-#: a still never reads (instance identity, position, times, dose). Private elements are
-#: `per_instance` too, except their creators and the private pixels of group 7FE1.
+#: a still never reads (instance identity, position, times, dose, per-slice statistics).
+#: Private elements are `per_instance` too, except their creators and the private pixels of
+#: group 7FE1.
 PER_INSTANCE = frozenset(
     (
         0x00020000,  # File Meta Information Group Length (follows the UID's length)
@@ -70,16 +71,25 @@ PER_INSTANCE = frozenset(
         0x0008002A,  # Acquisition DateTime
         0x00080032,  # Acquisition Time
         0x00080033,  # Content Time
+        0x00181060,  # Trigger Time
         0x00181150,  # Exposure Time
         0x00181151,  # X-Ray Tube Current
         0x00181152,  # Exposure
         0x00181153,  # Exposure in uAs
         0x00188151,  # X-Ray Tube Current in uA
+        0x00189324,  # Estimated Dose Saving
+        0x00189327,  # Table Position
         0x00189345,  # CTDIvol
         0x00200012,  # Acquisition Number
         0x00200013,  # Instance Number
         0x00200032,  # Image Position (Patient)
+        0x00200100,  # Temporal Position Identifier
         0x00201041,  # Slice Location
+        0x00209128,  # Temporal Position Index
+        0x00280106,  # Smallest Image Pixel Value (a statistic, never a window here)
+        0x00280107,  # Largest Image Pixel Value
+        0x00541300,  # Frame Reference Time
+        0x00541330,  # Image Index
     )
 )
 
