@@ -1,11 +1,11 @@
 """Replay: a series' slices converted by repeating one slice's verified conversion.
 
 The slices of a series differ in their pixels and in a few per-instance elements (UIDs,
-position, times, numbers, dose, vendors' private values); everything the conversion of a
-still reads from the header is the same. For a plain single-frame grey image written as one
-still, the general path then amounts to one lookup per stored pixel pattern and the still's
-encoder, and the 0.4 ms a slice spends building pydicom's datasets and deciding the same
-things again is spared (docs/notes/speed6.md).
+position, times, numbers, dose, per-slice statistics, vendors' private values); everything
+the conversion of a still reads from the header is the same. For a plain single-frame grey
+image written as one still, the general path then amounts to one lookup per stored pixel
+pattern and the still's encoder, and the 0.4 ms a slice spends building pydicom's datasets
+and deciding the same things again is spared (docs/notes/speed6.md).
 
 - **Key**: the bytes of every File Meta and dataset element as the file holds them, except
   the values of `per_instance` elements (their tags and VRs stay in the key, so presence
@@ -103,8 +103,8 @@ _FLOAT_PIXELS = frozenset((BaseTag(0x7FE00008), BaseTag(0x7FE00009)))
 _MAX_KEY_BYTES = 64 * 1024
 #: Option sets remembered at once (a long-lived library process).
 _MAX_OPTIONS = 4
-#: Keys remembered per worker and options before starting afresh (a plan holds a table of
-#: up to 128 KB: at most about 16 MB).
+#: Keys remembered per worker and options before starting afresh (a key holds at most 64 KB
+#: of values, a plan a table of at most 128 KB: at most about 24 MB per option set).
 _MAX_KEYS = 128
 
 
