@@ -85,6 +85,8 @@ def test_replayed_outputs_are_the_general_paths(
 ) -> None:
     options = OPTION_SETS[name]
     paths = _inputs(sample_set[0])
+    if name != "default":  # the cines (whole-file videos) once: they are never replayed
+        paths = [p for p in paths if p.parent.name not in ("US", "XA")]
     general, none = _convert_all(paths, tmp_path / "general", options, enabled=False)
     replayed, replays = _convert_all(paths, tmp_path / "replayed", options, enabled=True)
     assert none == 0
