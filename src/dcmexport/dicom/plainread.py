@@ -94,12 +94,11 @@ def read_plain_file(path: str, limit: int) -> FileDataset | bytes | None:
         if size > limit:
             return None
         head = f.read(HEAD_BYTES)
-        if len(head) == size:  # read whole already
-            found = _plain(_Bytes(head, size, io.BytesIO(head), None), path)
-            return found if found is not None else head
-        fd = f.fileno()
-        found = _plain(_Bytes(head, size, None, lambda at, n: os.pread(fd, n, at)), path)
-        return found if found is not None else head + f.read()
+        walked = walk_head(head, size, f.fileno())
+        found = None if walked is None else dataset(walked, path)
+        if found is not None:
+            return found
+        return head if len(head) == size else head + f.read()  # read whole already, or not
 
 
 class PlainHeader(NamedTuple):
@@ -133,9 +132,13 @@ class _Bytes(NamedTuple):
     header_only: bool = False  # stop before the Pixel Data, as ``stop_before_pixels`` does
 
 
+def _part10(data: bytes) -> bool:
+    """A preamble, ``DICM`` and a File Meta element first: where a plain file starts."""
+    return len(data) >= 140 and data[128:132] == b"DICM" and data[132:134] == b"\x02\x00"
+
+
 def _plain(source: _Bytes, fileobj: io.BytesIO | str) -> FileDataset | None:
-    data = source.data
-    if len(data) < 140 or data[128:132] != b"DICM" or data[132:134] != b"\x02\x00":
+    if not _part10(source.data):
         return None
     try:  # pydicom's warnings on the way (a value it tolerates) are the ones dcmread gives
         return _read(source, fileobj)
@@ -158,6 +161,7 @@ class Walked(NamedTuple):
     implicit: bool
     encoding: str | MutableSequence[str]
     preamble: bytes
+    syntax: str  # the File Meta's Transfer Syntax UID, as pydicom converted it
 
 
 def _walk_file(source: _Bytes) -> Walked:
@@ -178,11 +182,11 @@ def _walk_file(source: _Bytes) -> Walked:
     if (not (0x40 < vr_bytes[0] < 0x5B and 0x40 < vr_bytes[1] < 0x5B)) != implicit:
         raise _NotPlain  # the dataset's VR encoding is not the syntax's: pydicom warns
     raw, _, encoding = _walk(source, position, implicit=implicit, meta=False)
-    return Walked(file_meta, meta_raw, raw, implicit, encoding, data[:128])
+    return Walked(file_meta, meta_raw, raw, implicit, encoding, data[:128], syntax)
 
 
 def _build(walked: Walked, source: _Bytes | None, fileobj: io.BytesIO | str) -> FileDataset:
-    file_meta, _, raw, implicit, encoding, preamble = walked
+    file_meta, _, raw, implicit, encoding, preamble, _ = walked
     dataset = Dataset(raw, parent_encoding=default_encoding)
     if _CHARSET in raw:
         charset = convert_raw_data_element(raw[BaseTag(_CHARSET)]).value
@@ -213,7 +217,7 @@ def walk_head(head: bytes, size: int, fd: int) -> Walked | None:
     whole = len(head) == size
     tail = None if whole else (lambda at, n: os.pread(fd, n, at))
     source = _Bytes(head, size, io.BytesIO(head) if whole else None, tail)
-    if len(head) < 140 or head[128:132] != b"DICM" or head[132:134] != b"\x02\x00":
+    if not _part10(head):
         return None
     try:
         return _walk_file(source)
@@ -221,9 +225,13 @@ def walk_head(head: bytes, size: int, fd: int) -> Walked | None:
         return None
 
 
-def dataset(walked: Walked, path: str) -> FileDataset:
-    """The `FileDataset` of a file `walk_plain_file` walked: what `read_plain_file` gives."""
-    return _build(walked, None, path)
+def dataset(walked: Walked, path: str) -> FileDataset | None:
+    """The `FileDataset` of a file `walk_plain_file` walked: what `read_plain_file` gives;
+    None when pydicom cannot build it (a value it refuses): its own reading then decides."""
+    try:
+        return _build(walked, None, path)
+    except Exception:
+        return None
 
 
 def _walk(
