@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+from pydicom.dataset import Dataset
+
 from ..dicom import decoding
 from ..errors import NoPixelDataError, UsageError
 from ..manifest import Kind, ManifestRow
@@ -15,7 +18,7 @@ from ..options import ConvertOptions, FrameKind, FrameSelection, StillFormat
 from ..render import fastpath
 from ..render.frame import render_decoded
 from ..render.overlays import describe_overlays
-from ..render.pipeline import Rendered
+from ..render.pipeline import PixelDescription, Rendered
 from ..store import Store
 from .base import Instance, Level, Target
 from .encoders import encode_still
@@ -70,16 +73,7 @@ class StillExporter:
         for target in self.targets(instance, options):
             index = target.number - 1
             decoded = decoding.decode_frame(instance.ds, index, instance.pixel_path)
-            rendered = render_decoded(
-                decoded,
-                instance.ds,
-                instance.desc,
-                index,
-                window=options.window,
-                bits=options.bits,
-                raw=options.raw,
-                overlays=options.overlays,
-            )
+            rendered = render_still(decoded, instance.ds, instance.desc, index, options)
             if rendered.image.dtype.kind == "f" and options.format is not StillFormat.TIFF:
                 raise UsageError("--raw on floating-point pixels needs --format tiff (float32)")
             if rendered.image.dtype.itemsize > 1 and options.format is StillFormat.JPEG:
@@ -90,6 +84,22 @@ class StillExporter:
                 keep_for_thumbnail(instance, output, rendered.image, options)
             out.append(_still_row(instance, target.frame, output, rendered))
         return out
+
+
+def render_still(
+    decoded: np.ndarray, ds: Dataset, desc: PixelDescription, index: int, options: ConvertOptions
+) -> Rendered:
+    """One decoded frame rendered as its still is (`--window`, `--bits`, `--raw`, overlays)."""
+    return render_decoded(
+        decoded,
+        ds,
+        desc,
+        index,
+        window=options.window,
+        bits=options.bits,
+        raw=options.raw,
+        overlays=options.overlays,
+    )
 
 
 def _grey(instance: Instance) -> bool:
