@@ -14,7 +14,7 @@ and deciding the same things again is spared (docs/notes/speed6.md).
   bytes here: no key, no replay.
 - **Plan**: made when a worker meets a key the second time, after converting that slice the
   general way. The table is the general path's own rendering of every stored pattern
-  (`render_decoded` of a frame holding each once). The plan is kept only if that slice's
+  (`stills.render_still` of a frame holding each once). The plan is kept only if that slice's
   still made with it is byte for byte the one the general path wrote, with the same row;
   a window from the pixels (``minmax``), overlays or a repair fail that test or are refused
   before it, and that key then always goes the general way.
@@ -34,7 +34,7 @@ import logging
 import os
 import warnings
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pydicom.uid
@@ -45,10 +45,11 @@ from pydicom.tag import BaseTag
 from ..dicom import decoding, native, plainread
 from ..exporters import objects_wanted
 from ..exporters.encoders import encode_still
+from ..exporters.stills import render_still
 from ..manifest import Kind, ManifestRow, Status
 from ..options import ConvertOptions, MetadataPhi, StillFormat
 from ..render import fastpath
-from ..render.frame import check_renderable, render_decoded
+from ..render.frame import check_renderable
 from ..render.windowing import select_voi
 from ..sources import InputKind
 from ..store import LocalStore, Store
@@ -119,7 +120,7 @@ def per_instance(tag: int) -> bool:
 def header_key(walked: plainread.Walked) -> Hashable | None:
     """The key of a walked plain file (module docstring); None if it has none."""
     if (
-        walked.file_meta.get("TransferSyntaxUID") not in _NATIVE_LE
+        walked.syntax not in _NATIVE_LE
         or _PIXEL_DATA not in walked.raw
         or _FLOAT_PIXELS & walked.raw.keys()
     ):
@@ -230,16 +231,9 @@ class Attempt:
     layout: Layout | None = None  # this file's, for a plan learnt from it
 
     def dataset(self) -> FileDataset | None:
-        """The input's dataset as `decoding.read_dataset` reads it (built from the walk);
-        None when building it fails: pydicom's reading then decides, as `plainread` does."""
-        if self.walked is None:
-            return None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return plainread.dataset(self.walked, self.path)
-        except Exception:
-            return None
+        """The input's dataset as `decoding.read_dataset` reads it (built from the walk), or
+        None: then it reads the file itself."""
+        return None if self.walked is None else plainread.dataset(self.walked, self.path)
 
 
 class Unplayable(Exception):
@@ -344,26 +338,28 @@ def replay(
     return dataclasses.replace(plan.row, source=source, output=output, note=note)
 
 
+class Converted(NamedTuple):
+    """A slice the general path has just converted: its source, base and planning note, and
+    its manifest rows (what a plan made from it must reproduce)."""
+
+    source: str
+    base: str
+    note: str
+    rows: list[ManifestRow]
+
+
 def learn(
-    attempt: Attempt,
-    ds: Dataset,
-    rows: list[ManifestRow],
-    *,
-    source: str,
-    base: str,
-    note: str,
-    options: ConvertOptions,
-    store: Store,
+    attempt: Attempt, ds: Dataset, converted: Converted, options: ConvertOptions, store: Store
 ) -> Plan | None:
     """Make and test the plan of the attempt's key from the slice the general path has just
-    converted into `rows`; kept (and returned) only if it reproduces that slice exactly."""
+    converted; kept (and returned) only if it reproduces that slice exactly."""
     assert attempt.key is not None and attempt.walked is not None
     plans = _plans.setdefault(options, {})
     plan = None
     try:
-        plan = _made(attempt.walked, ds, rows, source, base, note, options, store)
+        plan = _made(attempt.walked, ds, converted, options, store)
     except Exception:  # the slice itself is converted: its key just goes the general way
-        log.debug("no replay plan for %s", base, exc_info=True)
+        log.debug("no replay plan for %s", converted.base, exc_info=True)
     plans[attempt.key] = plan if plan is not None else _NEVER
     if plan is not None:
         _remember(options, attempt.layout, plan)
@@ -373,13 +369,11 @@ def learn(
 def _made(
     walked: plainread.Walked,
     ds: Dataset,
-    rows: list[ManifestRow],
-    source: str,
-    base: str,
-    note: str,
+    converted: Converted,
     options: ConvertOptions,
     store: Store,
 ) -> Plan | None:
+    source, base, note, rows = converted
     extension = options.format.extension
     if len(rows) != 1 or not isinstance(store, LocalStore):
         return None
@@ -387,8 +381,7 @@ def _made(
     expected = (row.kind, row.status, row.frame, row.source, row.output, row.note, row.error)
     if expected != (Kind.IMAGE, Status.OK, None, source, f"{base}{extension}", note, ""):
         return None  # another output, a repair, an overlay note: the general way
-    if walked.file_meta.get("TransferSyntaxUID") not in _NATIVE_LE:
-        return None
+    # a key (`header_key`) already says: native little endian, Pixel Data, no float pixels
     if any(0x6000 <= tag >> 16 <= 0x601E for tag in walked.raw):  # overlays: drawn by position
         return None
     desc = check_renderable(ds)
@@ -414,16 +407,7 @@ def _made(
     patterns = 1 << desc.bits_allocated
     index = np.uint16 if dtype.itemsize == 2 else np.uint8
     every = np.arange(patterns, dtype=index).view(dtype).reshape(-1, 256)
-    rendered = render_decoded(
-        every,
-        ds,
-        desc,
-        0,
-        window=options.window,
-        bits=options.bits,
-        raw=options.raw,
-        overlays=options.overlays,
-    )
+    rendered = render_still(every, ds, desc, 0, options)  # as the still exporter renders
     measured = (rendered.window_center, rendered.window_width, rendered.voi, rendered.raw_offset)
     if rendered.overlay_groups or measured != (
         row.window_center,

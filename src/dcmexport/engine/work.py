@@ -163,16 +163,8 @@ def _convert(
     for row in rows:
         row.note = "; ".join(n for n in (row.note, *repairs) if n)
     if attempt is not None and attempt.learn:
-        replay.learn(
-            attempt,
-            ds,
-            rows,
-            source=item.source,
-            base=item.base,
-            note=item.note,
-            options=options,
-            store=store,
-        )
+        converted = replay.Converted(item.source, item.base, item.note, rows)
+        replay.learn(attempt, ds, converted, options, store)
     return rows
 
 
