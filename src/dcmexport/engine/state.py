@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS runs (run INTEGER PRIMARY KEY, started REAL, options_
 """
 
 
+_INSERT = "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
 def _rows_to_json(rows: list[ManifestRow]) -> str:
     # lists in COLUMNS order: several times faster than dataclasses.asdict on the hot path
     return json.dumps([[getattr(r, c) for c in COLUMNS] for r in rows], separators=(",", ":"))
@@ -143,25 +146,11 @@ class RunState:
         JPEG, other frames): they are deleted if they are still exactly as written then.
         `written` is each output's (size, mtime_ns) if the worker took it (else stat here).
         """
-        size, mtime_ns = fingerprint or (None, None)
         if written is None:
             written = {r.output: self._output_stat(r.output) for r in rows if r.output}
         if self._has_history:
             self._remove_orphans(display_path(source), written)
-        self._db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                display_path(source),
-                size,
-                mtime_ns,
-                self.options_key,
-                str(status),
-                _rows_to_json(rows),
-                json.dumps(written),
-                self.run,
-                seq,
-            ),
-        )
+        self._db.execute(_INSERT, self._values(source, seq, status, rows, fingerprint, written))
         self._maybe_commit()
 
     def record_many(
@@ -171,31 +160,39 @@ class RunState:
     ) -> None:
         """`record` for a chunk of inputs, (source, seq, status, rows, fingerprint) each with
         its `written`: one statement for the chunk on a fresh output folder."""
-        if self._has_history or any(w is None for w in written):
+        taken = [outputs for outputs in written if outputs is not None]
+        if self._has_history or len(taken) < len(written):  # orphans to remove, stats to take
             for (source, seq, status, rows, fingerprint), outputs in zip(
                 records, written, strict=True
             ):
                 self.record(source, seq, status, rows, fingerprint, written=outputs)
             return
-        self._db.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    display_path(source),
-                    *(fingerprint or (None, None)),
-                    self.options_key,
-                    str(status),
-                    _rows_to_json(rows),
-                    json.dumps(outputs),
-                    self.run,
-                    seq,
-                )
-                for (source, seq, status, rows, fingerprint), outputs in zip(
-                    records, written, strict=True
-                )
-            ],
-        )
+        pairs = zip(records, taken, strict=True)
+        self._db.executemany(_INSERT, [self._values(*record, outputs) for record, outputs in pairs])
         self._maybe_commit()
+
+    def _values(
+        self,
+        source: str,
+        seq: int,
+        status: Status | str,
+        rows: list[ManifestRow],
+        fingerprint: tuple[int, int] | None,
+        written: dict[str, tuple[int, int] | None],
+    ) -> tuple[object, ...]:
+        """One input's row of the `files` table."""
+        size, mtime_ns = fingerprint or (None, None)
+        return (
+            display_path(source),
+            size,
+            mtime_ns,
+            self.options_key,
+            str(status),
+            _rows_to_json(rows),
+            json.dumps(written),
+            self.run,
+            seq,
+        )
 
     def _remove_orphans(self, key: str, keep: dict[str, tuple[int, int] | None]) -> None:
         found = self._db.execute("SELECT outputs FROM files WHERE source = ?", (key,)).fetchone()
