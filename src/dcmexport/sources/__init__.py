@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from .urls import UrlMemberSource, UrlRef, UrlSource, discover_url, header_source
 
 #: Sources made on first use, so that their modules (and the client libraries those import)
-#: load only for a run that meets such an input: kind -> (module, class).
+#: load only for a run that meets such an input: kind -> class (its module: `_LATER_NAMES`).
 _LATER = {
-    InputKind.SERVER: ("remote", "ServerSource"),
-    InputKind.URL: ("urls", "UrlSource"),
-    InputKind.URL_MEMBER: ("urls", "UrlMemberSource"),
+    InputKind.SERVER: "ServerSource",
+    InputKind.URL: "UrlSource",
+    InputKind.URL_MEMBER: "UrlMemberSource",
 }
 #: Names this package offers from those modules (PEP 562): name -> module.
 _LATER_NAMES = {
@@ -45,8 +45,7 @@ class _Sources(dict[InputKind, Source]):
     """The source registry: a kind's source, made when first asked for (`_LATER`)."""
 
     def __missing__(self, kind: InputKind) -> Source:
-        module, name = _LATER[kind]
-        source: Source = getattr(importlib.import_module(f"{__name__}.{module}"), name)()
+        source: Source = __getattr__(_LATER[kind])()
         self[kind] = source
         return source
 
