@@ -75,6 +75,17 @@ def _convert_all(
     return results, replays
 
 
+def _both(
+    paths: list[Path], tmp_path: Path, options: ConvertOptions | None = None
+) -> tuple[list[FileResult], list[FileResult], int]:
+    """`paths` converted the general way and with the replay: (general, replayed, replays)."""
+    options = options or ConvertOptions()
+    general, none = _convert_all(paths, tmp_path / "general", options, enabled=False)
+    replayed, replays = _convert_all(paths, tmp_path / "replayed", options, enabled=True)
+    assert none == 0
+    return general, replayed, replays
+
+
 def _rows(result: FileResult) -> list[dict[str, Any]]:
     return [dataclasses.asdict(row) for row in result.rows]
 
@@ -87,9 +98,7 @@ def test_replayed_outputs_are_the_general_paths(
     paths = _inputs(sample_set[0])
     if name != "default":  # the cines (whole-file videos) once: they are never replayed
         paths = [p for p in paths if p.parent.name not in ("US", "XA")]
-    general, none = _convert_all(paths, tmp_path / "general", options, enabled=False)
-    replayed, replays = _convert_all(paths, tmp_path / "replayed", options, enabled=True)
-    assert none == 0
+    general, replayed, replays = _both(paths, tmp_path, options)
     for a, b in zip(general, replayed, strict=True):
         assert (a.status, a.reason, _rows(a)) == (b.status, b.reason, _rows(b)), a.source
         for row in a.rows:
@@ -131,8 +140,7 @@ def test_a_slice_with_another_window_gets_its_own_plan(
 
     monkeypatch.setattr(replay.Layout, "fits", counted)
     paths = _inputs(folder)
-    general, _ = _convert_all(paths, tmp_path / "general", ConvertOptions(), enabled=False)
-    replayed, replays = _convert_all(paths, tmp_path / "replayed", ConvertOptions(), enabled=True)
+    general, replayed, replays = _both(paths, tmp_path)
     assert replays == 2 + 1 + 1  # each window: one slice seen, one learnt from, the rest
     assert 0 < sum(fitted) < replays  # some by their layout, the others walked
     assert [_rows(r) for r in general] == [_rows(r) for r in replayed]
@@ -175,27 +183,10 @@ def test_a_window_from_the_pixels_is_never_replayed(tmp_path: Path) -> None:
     """8-bit slices without a window are shown min-max: a first slice spanning 0-255 gives
     the same window as the table of every pattern, but the next slices need their own."""
     import numpy as np
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-    folder = tmp_path / "sc"
-    folder.mkdir()
-    ramps = [np.arange(256, dtype=np.uint8)] * 3 + [np.arange(50, 101, dtype=np.uint8)] * 2
-    for i, ramp in enumerate(ramps):
-        ds = pydicom.Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = SecondaryCaptureImageStorage
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.Modality, ds.InstanceNumber = "OT", i + 1
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.Rows, ds.Columns = 16, 16
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-        ds.PixelData = np.resize(ramp, (16, 16)).tobytes()
-        ds.save_as(folder / f"s{i}.dcm", enforce_file_format=True)
-    paths = _inputs(folder)
-    general, _ = _convert_all(paths, tmp_path / "general", ConvertOptions(), enabled=False)
-    replayed, replays = _convert_all(paths, tmp_path / "replayed", ConvertOptions(), enabled=True)
+    ramps = [np.arange(256)] * 3 + [np.resize(np.arange(50, 101), 256)] * 2
+    paths = _secondary_capture(tmp_path / "sc", ramps)
+    general, replayed, replays = _both(paths, tmp_path)
     assert replays == 0
     assert [_rows(r) for r in general] == [_rows(r) for r in replayed]
     assert general[-1].rows[0].window_center != general[0].rows[0].window_center
@@ -236,8 +227,7 @@ def test_pixels_that_are_a_codestream_go_the_general_way(tmp_path: Path) -> None
     paths = _secondary_capture(
         tmp_path / "sc", [ramp, ramp, ramp, jpeg, j2k], WindowCenter=128, WindowWidth=256
     )
-    general, _ = _convert_all(paths, tmp_path / "general", ConvertOptions(), enabled=False)
-    replayed, replays = _convert_all(paths, tmp_path / "replayed", ConvertOptions(), enabled=True)
+    general, replayed, replays = _both(paths, tmp_path)
     assert [(r.status, r.reason, _rows(r)) for r in general] == [
         (r.status, r.reason, _rows(r)) for r in replayed
     ]
@@ -281,8 +271,7 @@ def test_a_header_pydicom_cannot_build_is_read_by_pydicom(tmp_path: Path) -> Non
         data = path.read_bytes()
         at = data.index(b"\x08\x00\x05\x00CS")
         path.write_bytes(data[: at + 4] + b"US" + data[at + 6 :])
-    general, _ = _convert_all(paths, tmp_path / "general", ConvertOptions(), enabled=False)
-    replayed, _ = _convert_all(paths, tmp_path / "replayed", ConvertOptions(), enabled=True)
+    general, replayed, _ = _both(paths, tmp_path)
     assert [(r.status, r.reason, r.detail == "") for r in general] == [
         (r.status, r.reason, r.detail == "") for r in replayed
     ]
